@@ -1,0 +1,1 @@
+"""portalauth: sign clients in to the portals of firms and agencies."""

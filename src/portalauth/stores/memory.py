@@ -1,0 +1,304 @@
+"""``memory://``: a store in this process's memory, for tests and single-process demos.
+
+One lock serialises every operation, which is what makes consume and spend-attempt atomic.
+Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from ..config import PortalSettings
+from ..errors import ContactTaken, NotFound
+from ..records import ChallengeRecord, Identity, Message, SessionRecord
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """A thread-safe in-memory :class:`~portalauth.stores.base.Store`."""
+
+    def __init__(self, uri: str = "memory://") -> None:
+        self._lock = threading.Lock()
+        self._portals: dict[str, PortalSettings] = {}
+        self._identities: dict[str, Identity] = {}
+        self._challenges: dict[str, ChallengeRecord] = {}
+        self._seq: dict[str, int] = {}  # challenge id -> insertion order (ties in created_at)
+        self._sessions: dict[bytes, SessionRecord] = {}
+        self._messages: list[Message] = []
+        self._counters: dict[str, tuple[int, float]] = {}
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
+
+    def close(self) -> None:
+        pass
+
+    # -- portals
+    def put_portal(self, settings: PortalSettings, now: float) -> None:
+        with self._lock:
+            self._portals[settings.slug] = settings
+
+    def get_portal(self, slug: str) -> PortalSettings | None:
+        with self._lock:
+            return self._portals.get(slug)
+
+    def list_portals(self) -> list[PortalSettings]:
+        with self._lock:
+            return [self._portals[k] for k in sorted(self._portals)]
+
+    # -- identities
+    def _check_unique(self, identity: Identity) -> None:
+        for other in self._identities.values():
+            if other.id == identity.id or other.portal != identity.portal:
+                continue
+            if identity.email_key and other.email_key == identity.email_key:
+                raise ContactTaken(field="email")
+            if identity.phone and other.phone == identity.phone:
+                raise ContactTaken(field="phone")
+
+    def add_identity(self, identity: Identity) -> None:
+        with self._lock:
+            if identity.id in self._identities:
+                raise ContactTaken("That identity id exists already.")
+            self._check_unique(identity)
+            self._identities[identity.id] = identity
+
+    def update_identity(self, identity: Identity) -> None:
+        with self._lock:
+            if identity.id not in self._identities:
+                raise NotFound()
+            self._check_unique(identity)
+            self._identities[identity.id] = identity
+
+    def get_identity(self, identity_id: str) -> Identity | None:
+        with self._lock:
+            return self._identities.get(identity_id)
+
+    def find_identity(
+        self, portal: str, *, email_key: str | None = None, phone: str | None = None
+    ) -> Identity | None:
+        if email_key is None and phone is None:
+            return None
+        with self._lock:
+            for identity in self._identities.values():
+                if identity.portal != portal:
+                    continue
+                if email_key is not None and identity.email_key == email_key:
+                    return identity
+                if phone is not None and identity.phone == phone:
+                    return identity
+        return None
+
+    def list_identities(self, portal: str) -> list[Identity]:
+        with self._lock:
+            found = [i for i in self._identities.values() if i.portal == portal]
+        return sorted(found, key=lambda i: (i.name, i.id))
+
+    def delete_identity(self, identity_id: str) -> bool:
+        with self._lock:
+            if self._identities.pop(identity_id, None) is None:
+                return False
+            for key in [k for k, s in self._sessions.items() if s.identity_id == identity_id]:
+                del self._sessions[key]
+            for cid in [c for c, r in self._challenges.items() if r.subject == identity_id]:
+                del self._challenges[cid]
+            return True
+
+    def replace_password_hash(
+        self, identity_id: str, new_hash: str, *, expected: str | None, now: float
+    ) -> bool:
+        with self._lock:
+            identity = self._identities.get(identity_id)
+            if identity is None or identity.password_hash != expected:
+                return False
+            self._identities[identity_id] = identity.evolve(
+                password_hash=new_hash, updated_at=now
+            )
+            return True
+
+    # -- challenges
+    def issue_challenge(self, record: ChallengeRecord, *, supersede: bool) -> None:
+        with self._lock:
+            if supersede:
+                for cid, other in self._challenges.items():
+                    if (
+                        other.state == "live"
+                        and other.portal == record.portal
+                        and other.subject == record.subject
+                        and other.purpose == record.purpose
+                        and other.scope == record.scope
+                    ):
+                        self._challenges[cid] = other.evolve(state="superseded")
+            self._challenges[record.id] = record
+            self._seq[record.id] = len(self._seq)
+
+    def get_challenge(self, challenge_id: str) -> ChallengeRecord | None:
+        with self._lock:
+            return self._challenges.get(challenge_id)
+
+    def _newest(self, records: list[ChallengeRecord]) -> ChallengeRecord | None:
+        if not records:
+            return None
+        return max(records, key=lambda r: (r.created_at, self._seq.get(r.id, 0)))
+
+    def find_challenge(
+        self, portal: str, purpose: str, lookups: Sequence[bytes]
+    ) -> ChallengeRecord | None:
+        wanted = set(lookups)
+        with self._lock:
+            return self._newest(
+                [
+                    r
+                    for r in self._challenges.values()
+                    if r.portal == portal and r.purpose == purpose and r.lookup in wanted
+                ]
+            )
+
+    def latest_challenge(
+        self, portal: str, subject: str, purpose: str, scope: str = ""
+    ) -> ChallengeRecord | None:
+        with self._lock:
+            return self._newest(
+                [
+                    r
+                    for r in self._challenges.values()
+                    if r.portal == portal
+                    and r.subject == subject
+                    and r.purpose == purpose
+                    and r.scope == scope
+                ]
+            )
+
+    def spend_attempt(self, challenge_id: str, now: float) -> tuple[bool, ChallengeRecord | None]:
+        with self._lock:
+            record = self._challenges.get(challenge_id)
+            if record is None or not record.usable_at(now):
+                return False, record
+            record = record.evolve(attempts=record.attempts + 1)
+            self._challenges[challenge_id] = record
+            return True, record
+
+    def consume_challenge(self, challenge_id: str, now: float) -> bool:
+        with self._lock:
+            record = self._challenges.get(challenge_id)
+            if record is None or record.state != "live" or now >= record.expires_at:
+                return False
+            self._challenges[challenge_id] = record.evolve(state="consumed", consumed_at=now)
+            return True
+
+    def revoke_challenges(
+        self,
+        portal: str,
+        subject: str,
+        *,
+        purposes: Sequence[str] | None = None,
+        scope: str | None = None,
+    ) -> int:
+        changed = 0
+        with self._lock:
+            for cid, r in self._challenges.items():
+                if r.state != "live" or r.portal != portal or r.subject != subject:
+                    continue
+                if purposes is not None and r.purpose not in purposes:
+                    continue
+                if scope is not None and r.scope != scope:
+                    continue
+                self._challenges[cid] = r.evolve(state="revoked")
+                changed += 1
+        return changed
+
+    # -- sessions
+    def create_session(self, record: SessionRecord) -> None:
+        with self._lock:
+            self._sessions[record.key] = record
+
+    def get_session(self, key: bytes) -> SessionRecord | None:
+        with self._lock:
+            return self._sessions.get(key)
+
+    def touch_session(self, key: bytes, last_seen_at: float, idle_expires_at: float) -> None:
+        with self._lock:
+            record = self._sessions.get(key)
+            if record is not None:
+                self._sessions[key] = record.evolve(
+                    last_seen_at=last_seen_at,
+                    idle_expires_at=min(idle_expires_at, record.absolute_expires_at),
+                )
+
+    def delete_session(self, key: bytes) -> bool:
+        with self._lock:
+            return self._sessions.pop(key, None) is not None
+
+    def delete_sessions(self, identity_id: str, *, keep: bytes | None = None) -> int:
+        with self._lock:
+            doomed = [
+                k for k, s in self._sessions.items() if s.identity_id == identity_id and k != keep
+            ]
+            for key in doomed:
+                del self._sessions[key]
+            return len(doomed)
+
+    def list_sessions(self, identity_id: str) -> list[SessionRecord]:
+        with self._lock:
+            found = [s for s in self._sessions.values() if s.identity_id == identity_id]
+        return sorted(found, key=lambda s: s.created_at, reverse=True)
+
+    # -- messages
+    def add_message(self, message: Message) -> None:
+        with self._lock:
+            self._messages.append(message)
+
+    def list_messages(
+        self, portal: str, *, identity_id: str | None = None, limit: int = 100
+    ) -> list[Message]:
+        with self._lock:
+            found = [
+                m
+                for m in reversed(self._messages)
+                if m.portal == portal and (identity_id is None or m.identity_id == identity_id)
+            ]
+        return found[:limit]
+
+    # -- counters
+    def incr_counter(
+        self, key: str, amount: int, expires_at: float, now: float, *, extend: bool = False
+    ) -> tuple[int, float]:
+        with self._lock:
+            count, expiry = self._counters.get(key, (0, 0.0))
+            if now >= expiry:
+                count, expiry = 0, expires_at
+            elif extend:
+                expiry = expires_at
+            count += amount
+            self._counters[key] = (count, expiry)
+            return count, expiry
+
+    def get_counter(self, key: str, now: float) -> tuple[int, float]:
+        with self._lock:
+            count, expiry = self._counters.get(key, (0, 0.0))
+            if now >= expiry:
+                return 0, 0.0
+            return count, expiry
+
+    def clear_counter(self, key: str) -> None:
+        with self._lock:
+            self._counters.pop(key, None)
+
+    def purge_expired(self, now: float, *, batch: int = 1000) -> int:
+        removed = 0
+        with self._lock:
+            for cid in [c for c, r in self._challenges.items() if now >= r.expires_at][:batch]:
+                del self._challenges[cid]
+                self._seq.pop(cid, None)
+                removed += 1
+            for key in [k for k, s in self._sessions.items() if not s.live_at(now)][
+                : batch - removed
+            ]:
+                del self._sessions[key]
+                removed += 1
+            for ckey in [k for k, (_, e) in self._counters.items() if now >= e][: batch - removed]:
+                del self._counters[ckey]
+                removed += 1
+        return removed
