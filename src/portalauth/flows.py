@@ -1,0 +1,193 @@
+"""The generic, multi-step sign-in flow: what a strategy returns and what an integration renders.
+
+A strategy declares its steps and their :class:`Field` descriptors, so an integration can render
+any strategy (a third party's included) without code of its own. ``auth.start`` and
+``auth.advance`` return a :class:`Step` (ask for more) or :class:`SignedIn` (done).
+
+Between requests the flow lives in a signed, opaque token (:class:`FlowCodec`). It carries the
+portal, method, step and challenge id only: no identity, contact or secret, so decoding it
+without the key reveals nothing, and it looks the same whether or not an identifier was known.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import itsdangerous
+from attrs import field, frozen
+
+from .clock import Clock
+from .errors import FlowInvalid
+from .keys import Keyring
+from .records import ChallengeRecord, Identity
+
+__all__ = [
+    "Attempt",
+    "Authenticated",
+    "Continue",
+    "Done",
+    "Field",
+    "FlowCodec",
+    "FlowState",
+    "Outcome",
+    "SignedIn",
+    "Step",
+]
+
+FIELD_KINDS = ("text", "email", "tel", "code", "password", "name", "contact")
+
+
+@frozen
+class Field:
+    """One input a step asks for.
+
+    ``kind`` tells an integration how to render it: ``email``, ``tel``, ``contact`` (e-mail or
+    phone), ``code`` (one-time code: ``autocomplete="one-time-code"``, ``inputmode`` numeric when
+    ``numeric``), ``password``, ``name`` or ``text``. ``max_length`` is enforced by the core
+    before the strategy sees the value.
+    """
+
+    name: str
+    kind: str
+    label: str
+    max_length: int = 254
+    numeric: bool = False
+    autocomplete: str | None = None
+    help: str | None = None
+
+
+def _fields(value: Any) -> tuple[Field, ...]:
+    return tuple(value)
+
+
+@frozen(kw_only=True)
+class Step:
+    """The next thing to ask the client, or the end of a flow that signs nobody in.
+
+    ``flow`` is the opaque token to send back with :meth:`Auth.advance`; ``next`` names the step
+    (``None`` when the flow is finished, e.g. after "we've sent you a link"); ``fields`` are what
+    to render; ``notice`` is a safe message for the page; ``sent_to`` a masked destination.
+    """
+
+    flow: str | None = field(repr=False)
+    method: str
+    next: str | None
+    fields: tuple[Field, ...] = field(default=(), converter=_fields)
+    notice: str | None = None
+    sent_to: str | None = None
+    expires_at: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.next is None
+
+
+@frozen(kw_only=True)
+class SignedIn:
+    """A finished sign-in: the identity, its new session and the cookie value for it."""
+
+    identity: Identity
+    session: Any  # portalauth.sessions.Session (kept loose to avoid an import cycle)
+    token: str = field(repr=False)
+    method: str = ""
+
+
+# -- what strategies return -----------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class Continue:
+    """Ask the client for step ``step`` next; ``challenge`` is the secret it must answer."""
+
+    step: str
+    challenge: ChallengeRecord | None = None
+    notice: str | None = None
+    sent_to: str | None = None
+
+
+@frozen(kw_only=True)
+class Authenticated:
+    """The strategy is satisfied that the client is ``identity`` (scoped to ``scope``)."""
+
+    identity: Identity
+    scope: str = ""
+
+
+@frozen(kw_only=True)
+class Done:
+    """The flow ends here without a sign-in (a link or notice was sent); show ``notice``."""
+
+    notice: str
+
+
+Outcome = Continue | Authenticated | Done
+
+
+@frozen(kw_only=True)
+class FlowState:
+    """What the core hands back to a strategy on ``advance``."""
+
+    portal: str
+    method: str
+    step: str
+    challenge_id: str | None
+
+
+@frozen(kw_only=True)
+class Attempt:
+    """What ``portalauth_check_attempt`` plugins see about an attempt before it runs."""
+
+    portal: str
+    method: str
+    step: str
+    ip_key: str
+    user_agent: str | None
+    fields: Mapping[str, str] = field(
+        factory=dict, converter=lambda v: MappingProxyType(dict(v)), repr=False
+    )
+
+
+class FlowCodec:
+    """Signs and reads flow tokens: bound to portal, method, step and challenge; expiring."""
+
+    SALT = "portalauth.flow"
+
+    def __init__(self, keyring: Keyring, clock: Clock, *, max_age: int = 3600) -> None:
+        self._max_age = max_age
+
+        class _ClockedSigner(itsdangerous.TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(clock.now())
+
+        self._serializer: itsdangerous.URLSafeTimedSerializer = (
+            itsdangerous.URLSafeTimedSerializer(
+                keyring.oldest_first, salt=self.SALT, signer=_ClockedSigner
+            )
+        )
+
+    def dump(self, state: FlowState) -> str:
+        # A random nonce makes every token unique, so two flows never share a token.
+        nonce = base64.urlsafe_b64encode(secrets.token_bytes(9)).decode()
+        payload = [state.portal, state.method, state.step, state.challenge_id or "", nonce]
+        return str(self._serializer.dumps(payload))
+
+    def load(self, token: object) -> FlowState:
+        if not isinstance(token, str) or not 0 < len(token) <= 1024:
+            raise FlowInvalid()
+        try:
+            payload = self._serializer.loads(token, max_age=self._max_age)
+        except (itsdangerous.BadData, json.JSONDecodeError, UnicodeDecodeError):
+            raise FlowInvalid() from None
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 5
+            or not all(isinstance(p, str) for p in payload)
+        ):
+            raise FlowInvalid()
+        portal, method, step, challenge_id, _nonce = payload
+        return FlowState(portal=portal, method=method, step=step, challenge_id=challenge_id or None)
