@@ -9,13 +9,18 @@ in events raw: unknown ones appear as a keyed digest so logs cannot become an en
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from attrs import field, frozen
 
-__all__ = ["EVENT_KINDS", "Event"]
+from .clock import Clock
+
+__all__ = ["EVENT_KINDS", "Emitter", "Event"]
+
+_log = logging.getLogger("portalauth.events")
 
 #: Every kind of event the core and the built-in strategies emit.
 EVENT_KINDS = frozenset(
@@ -60,3 +65,25 @@ class Event:
     request_id: str | None = None
     actor: str | None = None
     detail: Mapping[str, Any] = field(factory=dict, converter=_safe_detail)
+
+
+class Emitter:
+    """Builds events and hands them to a sink (the ``portalauth_event`` hook).
+
+    Emitting never fails the operation that emits: an audit sink that raises is logged (without
+    the event's detail) and ignored, so a broken log shipper cannot block sign-ins.
+    """
+
+    __slots__ = ("_clock", "_sink")
+
+    def __init__(self, sink: Callable[[Event], None], clock: Clock) -> None:
+        self._sink = sink
+        self._clock = clock
+
+    def emit(self, kind: str, **fields: Any) -> Event:
+        event = Event(kind=kind, at=self._clock.now(), **fields)
+        try:
+            self._sink(event)
+        except Exception:  # an audit sink must not break authentication
+            _log.exception("portalauth_event hook raised for %s", kind)
+        return event

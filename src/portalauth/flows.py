@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 import itsdangerous
+from itsdangerous.encoding import base64_encode
 from attrs import field, frozen
 
 from .clock import Clock
@@ -152,6 +153,13 @@ class Attempt:
     )
 
 
+class _UncompressedSerializer(itsdangerous.URLSafeTimedSerializer):
+    # itsdangerous compresses a payload when that makes it shorter, so token length would depend
+    # on the content; flows for known and unknown identifiers must not differ even in length.
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(itsdangerous.Serializer.dump_payload(self, obj))
+
+
 class FlowCodec:
     """Signs and reads flow tokens: bound to portal, method, step and challenge; expiring."""
 
@@ -164,10 +172,8 @@ class FlowCodec:
             def get_timestamp(self) -> int:
                 return int(clock.now())
 
-        self._serializer: itsdangerous.URLSafeTimedSerializer = (
-            itsdangerous.URLSafeTimedSerializer(
-                keyring.oldest_first, salt=self.SALT, signer=_ClockedSigner
-            )
+        self._serializer: itsdangerous.URLSafeTimedSerializer = _UncompressedSerializer(
+            keyring.oldest_first, salt=self.SALT, signer=_ClockedSigner
         )
 
     def dump(self, state: FlowState) -> str:

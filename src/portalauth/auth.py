@@ -1,0 +1,407 @@
+"""The :class:`Auth` facade: one object that wires settings, plugins, services and the flow API.
+
+::
+
+    from portalauth import Auth, ClientInfo
+
+    auth = Auth(secret_keys=["a-long-random-server-key"], store="sqlite:///portal.db")
+    auth.portals.create("acme", "Acme Law LLP", methods={"share_code"}, simulate=True)
+    step = auth.start("acme", "share_code", {"share_code": "K7M-4P9"}, client=ClientInfo(ip=ip))
+    done = auth.advance(step.flow, {"code": "12345"}, client=ClientInfo(ip=ip))
+
+``start`` and ``advance`` are the whole client-side API: they return a :class:`~portalauth.flows.Step`
+(ask for more, or a finished notice) or :class:`~portalauth.flows.SignedIn`, and raise only
+:class:`~portalauth.errors.PortalAuthError` subclasses. Before a strategy runs, the core checks the
+portal and method, the form (declared fields only, strings only, never repeated, within length),
+the per-client and per-portal throttles and the ``portalauth_check_attempt`` plugins. A strategy
+that raises anything else, or returns something unexpected, fails closed: nobody is signed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from .challenges import Challenges
+from .client import ClientInfo
+from .clock import Clock, SystemClock
+from .config import PortalSettings
+from .delivery.base import Sender
+from .delivery.dispatch import Dispatcher
+from .delivery.outbox import Outbox
+from .directory import Directory
+from .errors import (
+    ConfigError,
+    InvalidInput,
+    MethodDisabled,
+    NotFound,
+    PortalAuthError,
+    Throttled,
+    VerificationFailed,
+)
+from .events import Emitter
+from .flows import (
+    Attempt,
+    Authenticated,
+    Continue,
+    Done,
+    Field,
+    FlowCodec,
+    FlowState,
+    SignedIn,
+    Step,
+)
+from .keys import Keyring
+from .passwords import PasswordHasher
+from .plugins import Plugins
+from .portals import Portals
+from .ratelimit import Throttles, parse_limit
+from .records import Identity
+from .rendering import Renderer
+from .sessions import Sessions
+from .stores.base import Store
+from .strategies.base import START, Context, Services, Strategy
+
+__all__ = ["DEFAULT_LIMITS", "Auth"]
+
+_log = logging.getLogger("portalauth")
+
+#: Throttles applied by the core to every flow, before any strategy runs. Strategies add their
+#: own (per identifier, per destination). Override any of them with ``Auth(limits={...})``.
+DEFAULT_LIMITS: Mapping[str, str] = {
+    # flow starts from one client address (IPv6 by /64), per portal
+    "start_per_ip": "30/minute",
+    # later steps (codes, PINs) from one client address, per portal
+    "advance_per_ip": "60/minute",
+    # every flow step in one portal: a ceiling against a distributed flood
+    "per_portal": "6000/minute",
+}
+
+_MAX_FORM_FIELDS = 32
+
+
+class Auth:
+    """portalauth for one application.
+
+    ``secret_keys``: server keys, newest first (≥16 bytes each; rotate by prepending).
+    ``store``: a :class:`~portalauth.stores.base.Store` or a URI (``sqlite:///portal.db`` is
+    the default, ``memory://`` for tests). ``email`` / ``sms``: a sender or sender URI per
+    channel; a channel without one records its messages in the outbox (simulate mode).
+    ``plugins``: extra plugin objects (modules or instances with ``portalauth_*`` hooks).
+    """
+
+    def __init__(
+        self,
+        secret_keys: Sequence[str | bytes] | str | bytes,
+        store: Store | str = "sqlite:///portalauth.db",
+        *,
+        email: Sender | str | None = None,
+        sms: Sender | str | None = None,
+        clock: Clock | None = None,
+        plugins: Iterable[object] = (),
+        entry_points: bool | None = None,
+        password_hasher: PasswordHasher | None = None,
+        limits: Mapping[str, str] | None = None,
+        flow_max_age: int = 3600,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.keyring = Keyring(secret_keys)
+        self.plugins = Plugins(plugins, entry_points=entry_points)
+        self.store: Store = self._open_store(store)
+        self._limits = {**DEFAULT_LIMITS, **(limits or {})}
+        for text in self._limits.values():
+            parse_limit(text)
+
+        emitter = Emitter(self.plugins.event, self.clock)
+        self.emitter = emitter
+        self.portals = Portals(self.store, self.clock, emitter, self._check_portal)
+        self.directory = Directory(self.store, self.clock, self.keyring, emitter, self.portals)
+        self.challenges = Challenges(self.store, self.clock, self.keyring, emitter)
+        self.sessions = Sessions(
+            self.store, self.clock, self.keyring, emitter, lambda slug: self.portals.find(slug)
+        )
+        self.hasher = password_hasher or PasswordHasher()
+        self.throttles = Throttles(self.store, self.clock, emitter)
+        self.outbox = Outbox(self.store, self.clock)
+        self.renderer = Renderer(self.plugins.build_message)
+        self.dispatcher = Dispatcher(
+            self.renderer,
+            self.outbox,
+            {"email": self._open_sender(email), "sms": self._open_sender(sms)},
+            self.clock,
+            emitter,
+        )
+        self.services = Services(
+            directory=self.directory,
+            challenges=self.challenges,
+            sessions=self.sessions,
+            dispatcher=self.dispatcher,
+            passwords=self.hasher,
+            throttles=self.throttles,
+            emitter=emitter,
+            clock=self.clock,
+        )
+        self._flows = FlowCodec(self.keyring, self.clock, max_age=flow_max_age)
+        # (method, portal slug) -> (settings object it was built from, parsed strategy config)
+        self._configs: dict[tuple[str, str], tuple[PortalSettings, Any]] = {}
+
+    # -- wiring ---------------------------------------------------------------------------
+    def _open_store(self, store: Store | str) -> Store:
+        if not isinstance(store, str):
+            return store
+        scheme = urlsplit(store).scheme
+        factory = self.plugins.store_factory(scheme)
+        if factory is None:
+            known = ", ".join(sorted(self.plugins.store_schemes))
+            raise ConfigError(f"No store for {scheme!r} URIs (installed: {known}).")
+        return factory(store)
+
+    def _open_sender(self, sender: Sender | str | None) -> Sender | None:
+        if sender is None or not isinstance(sender, str):
+            return sender
+        scheme = urlsplit(sender).scheme
+        factory = self.plugins.sender_factory(scheme)
+        if factory is None:
+            raise ConfigError(f"No sender for {scheme!r} URIs.")
+        return factory(sender)
+
+    def _check_portal(self, settings: PortalSettings) -> None:
+        unknown = settings.methods - set(self.plugins.strategies)
+        if unknown:
+            raise ConfigError(f"Unknown sign-in methods: {', '.join(sorted(unknown))}.")
+        for name in settings.method_settings:
+            strategy = self.plugins.strategy(name)
+            if strategy is None:
+                raise ConfigError(f"Settings given for unknown method {name!r}.")
+            strategy.configure(settings.settings_for(name))
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
+
+    def __enter__(self) -> Auth:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading what a portal offers ------------------------------------------------------
+    def methods(self, portal: str) -> list[Strategy]:
+        """The strategies enabled for ``portal``, in a stable order (for a chooser)."""
+        settings = self.portals.get(portal)
+        return [
+            self.plugins.strategies[name]
+            for name in sorted(settings.methods)
+            if name in self.plugins.strategies
+        ]
+
+    def fields(self, portal: str, method: str, step: str = START) -> tuple[Field, ...]:
+        """The inputs of ``step`` of ``method`` in ``portal`` (to render the first form)."""
+        settings, strategy, config = self._resolve(portal, method)
+        return strategy.fields(step, config)
+
+    def strategy_config(self, portal: str, method: str) -> Any:
+        """The parsed per-portal settings object of a strategy."""
+        return self._resolve(portal, method)[2]
+
+    def _resolve(self, portal: object, method: object) -> tuple[PortalSettings, Strategy, Any]:
+        settings = self.portals.find(portal)
+        if settings is None:
+            raise NotFound("No such portal.")
+        strategy = self.plugins.strategy(method) if isinstance(method, str) else None
+        if strategy is None or method not in settings.methods:
+            raise MethodDisabled()
+        assert isinstance(method, str)
+        cached = self._configs.get((method, settings.slug))
+        if cached is not None and cached[0] is settings:
+            return settings, strategy, cached[1]
+        config = strategy.configure(settings.settings_for(method))
+        self._configs[(method, settings.slug)] = (settings, config)
+        return settings, strategy, config
+
+    # -- the flow API -----------------------------------------------------------------------
+    def start(
+        self,
+        portal: str,
+        method: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        client: ClientInfo | None = None,
+    ) -> Step | SignedIn:
+        """Begin a sign-in with ``method`` in ``portal`` using the first step's form ``data``."""
+        client = client or ClientInfo()
+        settings, strategy, config = self._resolve(portal, method)
+        form = _read_form(data, strategy.fields(START, config))
+        self._gate(settings, method, START, client, form, "start_per_ip")
+        ctx = Context(
+            services=self.services,
+            portal=settings,
+            config=config,
+            method=method,
+            client=client,
+            form=form,
+        )
+        ctx.emit("flow.started")
+        outcome = self._run(strategy, lambda: strategy.start(ctx))
+        return self._finish(outcome, ctx, strategy)
+
+    def advance(
+        self,
+        flow: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        client: ClientInfo | None = None,
+    ) -> Step | SignedIn:
+        """Continue the flow ``flow`` (from the last :class:`Step`) with this step's form."""
+        client = client or ClientInfo()
+        state = self._flows.load(flow)
+        settings, strategy, config = self._resolve(state.portal, state.method)
+        form = _read_form(data, strategy.fields(state.step, config))
+        self._gate(settings, state.method, state.step, client, form, "advance_per_ip")
+        ctx = Context(
+            services=self.services,
+            portal=settings,
+            config=config,
+            method=state.method,
+            client=client,
+            form=form,
+        )
+        outcome = self._run(strategy, lambda: strategy.advance(ctx, state))
+        return self._finish(outcome, ctx, strategy)
+
+    def _gate(
+        self,
+        settings: PortalSettings,
+        method: str,
+        step: str,
+        client: ClientInfo,
+        form: Mapping[str, str],
+        ip_limit: str,
+    ) -> None:
+        event = {"portal": settings.slug, "method": method, "ip": client.ip}
+        self.throttles.hit(self._limits["per_portal"], "portal", settings.slug, **event)
+        self.throttles.hit(self._limits[ip_limit], ip_limit, settings.slug, client.ip_key, **event)
+        veto = self.plugins.check_attempt(
+            Attempt(
+                portal=settings.slug,
+                method=method,
+                step=step,
+                ip_key=client.ip_key,
+                user_agent=client.user_agent,
+                fields=form,
+            )
+        )
+        if veto is not None:
+            self.emitter.emit("throttled", detail={"veto": veto[:64]}, **event)
+            raise Throttled()
+
+    def _run(self, strategy: Strategy, call: Any) -> Any:
+        try:
+            return call()
+        except PortalAuthError:
+            raise
+        except Exception as exc:
+            # Fail closed, and keep what the strategy was handling out of the log line.
+            _log.error("strategy %r raised %s", strategy.name, type(exc).__name__)
+            _log.debug("strategy failure", exc_info=True)
+            raise PortalAuthError() from None
+
+    def _finish(self, outcome: object, ctx: Context, strategy: Strategy) -> Step | SignedIn:
+        if isinstance(outcome, Continue):
+            challenge_id = outcome.challenge.id if outcome.challenge is not None else None
+            state = FlowState(
+                portal=ctx.portal.slug, method=ctx.method, step=outcome.step, challenge_id=challenge_id
+            )
+            return Step(
+                flow=self._flows.dump(state),
+                method=ctx.method,
+                next=outcome.step,
+                fields=strategy.fields(outcome.step, ctx.config),
+                notice=outcome.notice,
+                sent_to=outcome.sent_to,
+                expires_at=outcome.challenge.expires_at if outcome.challenge else None,
+            )
+        if isinstance(outcome, Done):
+            return Step(flow=None, method=ctx.method, next=None, notice=outcome.notice)
+        if isinstance(outcome, Authenticated):
+            return self.sign_in(
+                outcome.identity, method=ctx.method, scope=outcome.scope, client=ctx.client
+            )
+        _log.error("strategy %r returned %s", strategy.name, type(outcome).__name__)
+        raise PortalAuthError()
+
+    def sign_in(
+        self,
+        identity: Identity,
+        *,
+        method: str,
+        scope: str = "",
+        client: ClientInfo | None = None,
+    ) -> SignedIn:
+        """Create a session for an identity a strategy has authenticated.
+
+        Re-reads the identity (a disabled or deleted one is refused), asks plugins for session
+        claims, records the sign-in, clears the identity's consecutive-failure counts for the
+        portal's methods, and emits ``signed_in``.
+        """
+        client = client or ClientInfo()
+        current = self.store.get_identity(identity.id)
+        if current is None or current.disabled or current.portal != identity.portal:
+            raise VerificationFailed()
+        settings = self.portals.get(current.portal)
+        claims = self.plugins.session_claims(current, settings, method)
+        token, record = self.sessions.create(
+            current, settings, method=method, scope=scope, claims=claims
+        )
+        current = self.directory.record_sign_in(current, method)
+        for name in settings.methods:
+            if name != method:  # verify() already cleared the method that succeeded
+                self.challenges.clear_failures(settings.slug, name, current.id)
+        self.emitter.emit(
+            "signed_in",
+            portal=settings.slug,
+            identity_id=current.id,
+            method=method,
+            ip=client.ip,
+            user_agent=client.user_agent,
+            request_id=client.request_id,
+            detail={"scope": scope} if scope else None,
+        )
+        return SignedIn(identity=current, session=record, token=token, method=method)
+
+    # -- housekeeping -----------------------------------------------------------------------
+    def purge_expired(self, *, batch: int = 1000, max_batches: int | None = None) -> int:
+        """Delete expired challenges, sessions and counters in bounded batches (for a cron job).
+        Returns how many records went."""
+        total = 0
+        rounds = 0
+        while max_batches is None or rounds < max_batches:
+            deleted = self.store.purge_expired(self.clock.now(), batch=batch)
+            total += deleted
+            rounds += 1
+            if deleted < batch:
+                break
+        return total
+
+
+def _read_form(data: object, fields: tuple[Field, ...]) -> dict[str, str]:
+    """Exactly the declared fields, as strings within their length (R22, R23)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping) or len(data) > _MAX_FORM_FIELDS:
+        raise InvalidInput()
+    form: dict[str, str] = {}
+    for declared in fields:
+        value = data.get(declared.name)
+        if value is None:
+            raise InvalidInput("Please fill in every field.", field=declared.name)
+        if not isinstance(value, str):
+            # Lists (a repeated field), numbers, mappings: never coerced.
+            raise InvalidInput(field=declared.name)
+        if len(value) > declared.max_length:
+            raise InvalidInput("That is longer than expected.", field=declared.name)
+        form[declared.name] = value
+    return form
+

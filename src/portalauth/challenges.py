@@ -1,0 +1,303 @@
+"""Challenges: the one-time secrets every strategy issues and verifies.
+
+A challenge is a code, PIN, share code or link token issued to one subject for one purpose. This
+module is the only place that turns secrets into digests and back, so every strategy gets the
+same guarantees:
+
+- secrets come from :mod:`secrets` (codes uniformly over the full space, leading zeros included);
+- only a keyed digest is stored: HMAC-SHA256 under the newest server key over the purpose,
+  portal, subject, challenge id and secret (a digest cannot verify for another purpose, portal,
+  subject or flow); verification accepts any key in the :class:`~portalauth.keys.Keyring`;
+- digests are compared in constant time, and only after the store has atomically counted the
+  attempt against the challenge's budget, so no more comparisons run than the budget allows;
+- a success consumes the challenge atomically: of any number of concurrent correct submissions
+  exactly one wins;
+- issuing supersedes the live challenges of the same portal, subject, purpose and scope in the
+  same atomic step (newest wins);
+- every subject and method has a consecutive-failure count that issuing or resending does not
+  reset: past the portal's ``failure_budget`` each further attempt must wait an escalating delay
+  (30 s doubling to 1 h), and at ``failure_hard_limit`` the method is locked for that subject
+  until it succeeds through another path (a staff PIN, a password reset), which clears it.
+
+Unknown identifiers get *decoy* challenges (:meth:`Challenges.decoy_subject`): stored, counted,
+superseded and expired exactly like real ones, but never sent, so a client cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .clock import Clock
+from .config import PortalSettings
+from .errors import Throttled, VerificationFailed
+from .events import Emitter
+from .keys import Keyring
+from .records import ChallengeRecord
+from .stores.base import Store
+
+__all__ = ["FAILURE_WINDOW", "Challenges", "read_code"]
+
+#: How long a consecutive-failure count is remembered after the last failure (30 days).
+FAILURE_WINDOW = 30 * 86400
+_FIRST_DELAY = 30
+_MAX_DELAY = 3600
+
+_CODE_PATTERNS: dict[int, re.Pattern[str]] = {}
+
+
+def read_code(value: object, digits: int) -> str | None:
+    """``value`` if it is exactly ``digits`` ASCII digits, else ``None``.
+
+    Strict on purpose (R21): no stripping, no ``int()``, no ``str.isdigit()`` (which accept
+    ``" 1_2345 "``, fullwidth and Arabic-Indic digits, superscripts and a trailing newline).
+    """
+    pattern = _CODE_PATTERNS.get(digits)
+    if pattern is None:
+        pattern = _CODE_PATTERNS[digits] = re.compile(f"[0-9]{{{digits}}}", re.ASCII)
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return value
+    return None
+
+
+def _failure_key(portal: str, method: str, subject: str) -> str:
+    return f"fail:{portal}:{method}:{subject}"
+
+
+def _delay(failures: int, budget: int) -> int:
+    return int(min(_FIRST_DELAY * 2 ** max(0, failures - budget), _MAX_DELAY))
+
+
+class Challenges:
+    """Issue, verify, supersede and consume one-time secrets."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        keyring: Keyring,
+        emitter: Emitter,
+        *,
+        randbelow: Callable[[int], int] = secrets.randbelow,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._keyring = keyring
+        self._emitter = emitter
+        # Injectable only so a test can prove "00000" is issued and accepted (R2).
+        self._randbelow = randbelow
+
+    # -- secrets ----------------------------------------------------------------------------
+    def new_code(self, digits: int) -> str:
+        """A numeric code drawn uniformly from all ``10**digits`` values, zero-padded."""
+        return f"{self._randbelow(10**digits):0{digits}d}"
+
+    @staticmethod
+    def new_token(nbytes: int = 32) -> str:
+        """A URL-safe token of ``nbytes`` random bytes (default 256 bits)."""
+        return secrets.token_urlsafe(nbytes)
+
+    def decoy_subject(self, portal: str, identifier: str) -> str:
+        """The stand-in subject for an unknown identifier: stable, keyed, and shaped like an
+        identity id, so records for unknown and known identifiers look alike."""
+        raw = self._keyring.digest("decoy", portal, identifier)[:12]
+        return base64.urlsafe_b64encode(raw).decode("ascii")
+
+    # -- issuing ----------------------------------------------------------------------------
+    def issue(
+        self,
+        *,
+        portal: str,
+        subject: str,
+        purpose: str,
+        secret: str,
+        ttl: float,
+        scope: str = "",
+        max_attempts: int = 5,
+        supersede: bool = True,
+        findable: bool = False,
+        data: Mapping[str, Any] | None = None,
+        method: str | None = None,
+    ) -> ChallengeRecord:
+        """Store a new challenge for ``secret`` (which the caller delivers, never stores).
+
+        ``findable`` challenges (share codes, link tokens) can later be found by their secret
+        alone with :meth:`find`; the others are verified by id (the id travels in the flow).
+        """
+        now = self._clock.now()
+        challenge_id = secrets.token_urlsafe(12)
+        record = ChallengeRecord(
+            id=challenge_id,
+            portal=portal,
+            subject=subject,
+            purpose=purpose,
+            scope=scope,
+            digest=self._keyring.digest(
+                "challenge", purpose, portal, subject, challenge_id, secret
+            ),
+            lookup=self._keyring.digest("lookup", purpose, portal, secret) if findable else None,
+            created_at=now,
+            expires_at=now + ttl,
+            max_attempts=max_attempts,
+            data=data,
+        )
+        self._store.issue_challenge(record, supersede=supersede)
+        self._emitter.emit(
+            "challenge.issued",
+            portal=portal,
+            identity_id=subject,
+            method=method,
+            detail={"purpose": purpose, "expires_at": record.expires_at},
+        )
+        return record
+
+    def find(self, portal: str, purpose: str, secret: str) -> ChallengeRecord | None:
+        """The challenge issued with ``findable=True`` for this secret, if it is still usable
+        (live and unexpired); the digest is re-checked in constant time."""
+        record = self._store.find_challenge(
+            portal, purpose, self._keyring.digests("lookup", purpose, portal, secret)
+        )
+        now = self._clock.now()
+        if record is None or record.state != "live" or now >= record.expires_at:
+            return None
+        if not self._matches(record, secret):
+            return None
+        return record
+
+    def latest(
+        self, portal: str, subject: str, purpose: str, scope: str = ""
+    ) -> ChallengeRecord | None:
+        """The subject's newest challenge of this purpose if it is still live and unexpired
+        (for staff views: "a PIN is outstanding until ...")."""
+        record = self._store.latest_challenge(portal, subject, purpose, scope)
+        if record is None or record.state != "live" or self._clock.now() >= record.expires_at:
+            return None
+        return record
+
+    def revoke(
+        self,
+        portal: str,
+        subject: str,
+        *,
+        purposes: list[str] | None = None,
+        scope: str | None = None,
+    ) -> int:
+        """Withdraw the subject's live challenges (all, or only those purposes / scope)."""
+        count = self._store.revoke_challenges(portal, subject, purposes=purposes, scope=scope)
+        if count:
+            self._emitter.emit(
+                "challenge.revoked",
+                portal=portal,
+                identity_id=subject,
+                detail={"purposes": sorted(purposes) if purposes else None, "count": count},
+            )
+        return count
+
+    # -- verifying --------------------------------------------------------------------------
+    def verify(
+        self,
+        challenge_id: str | None,
+        secret: str | None,
+        *,
+        settings: PortalSettings,
+        purpose: str,
+        method: str,
+        consume: bool = True,
+    ) -> ChallengeRecord:
+        """Check ``secret`` against the challenge and (by default) consume it.
+
+        ``secret`` is ``None`` when the caller found the input malformed: it still counts as an
+        attempt and a failure, so malformed input is no cheaper to send than a wrong guess.
+        Returns the challenge on success. Raises :class:`VerificationFailed` (``reason`` is
+        ``"superseded"`` only when a newer challenge replaced this one, else ``"invalid"``) or
+        :class:`Throttled` when the subject's failure budget asks it to wait.
+        """
+        now = self._clock.now()
+        record = self._store.get_challenge(challenge_id) if challenge_id else None
+        if record is None or record.portal != settings.slug or record.purpose != purpose:
+            raise VerificationFailed()
+        fail_key = _failure_key(settings.slug, method, record.subject)
+        self._check_budget(fail_key, settings, now)
+
+        spent, current = self._store.spend_attempt(record.id, now)
+        if not spent:
+            self._fail(fail_key, record, method, "unusable")
+            reason = "superseded" if current and current.state == "superseded" else "invalid"
+            raise VerificationFailed(reason=reason)
+        if secret is None or not self._matches(record, secret):
+            self._fail(fail_key, record, method, "mismatch")
+            raise VerificationFailed()
+        if consume and not self._store.consume_challenge(record.id, now):
+            # Another request with the same secret won the race (or it expired just now).
+            raise VerificationFailed()
+        self.clear_failures(settings.slug, method, record.subject)
+        self._emitter.emit(
+            "verification.succeeded",
+            portal=settings.slug,
+            identity_id=record.subject,
+            method=method,
+            detail={"purpose": purpose},
+        )
+        return record
+
+    def consume(self, record: ChallengeRecord) -> bool:
+        """Consume a challenge verified with ``consume=False``; True for exactly one caller."""
+        return self._store.consume_challenge(record.id, self._clock.now())
+
+    def _matches(self, record: ChallengeRecord, secret: str) -> bool:
+        return self._keyring.matches(
+            record.digest, "challenge", record.purpose, record.portal, record.subject, record.id, secret
+        )
+
+    # -- consecutive failures ---------------------------------------------------------------
+    def _check_budget(self, key: str, settings: PortalSettings, now: float) -> None:
+        failures, expires_at = self._store.get_counter(key, now)
+        if failures < settings.failure_budget:
+            return
+        if failures >= settings.failure_hard_limit:
+            # Locked for this method until a success elsewhere clears it (R12: recovery paths
+            # such as a staff PIN or a reset are other methods, with their own counts).
+            raise Throttled(retry_after=_MAX_DELAY)
+        last_failure = expires_at - FAILURE_WINDOW
+        wait = last_failure + _delay(failures, settings.failure_budget) - now
+        if wait > 0:
+            raise Throttled(retry_after=math.ceil(wait))
+
+    def _fail(self, key: str, record: ChallengeRecord, method: str, why: str) -> None:
+        now = self._clock.now()
+        count, _ = self._store.incr_counter(key, 1, now + FAILURE_WINDOW, now, extend=True)
+        self._emitter.emit(
+            "verification.failed",
+            portal=record.portal,
+            identity_id=record.subject,
+            method=method,
+            detail={"purpose": record.purpose, "why": why, "consecutive": count},
+        )
+
+    def record_failure(self, portal: str, method: str, subject: str) -> int:
+        """Count a failed attempt that did not go through :meth:`verify` (a wrong password)."""
+        now = self._clock.now()
+        count, _ = self._store.incr_counter(
+            _failure_key(portal, method, subject), 1, now + FAILURE_WINDOW, now, extend=True
+        )
+        return count
+
+    def check_failures(self, settings: PortalSettings, method: str, subject: str) -> None:
+        """Raise :class:`Throttled` if the subject must wait before another attempt."""
+        self._check_budget(
+            _failure_key(settings.slug, method, subject), settings, self._clock.now()
+        )
+
+    def failures(self, portal: str, method: str, subject: str) -> int:
+        return self._store.get_counter(_failure_key(portal, method, subject), self._clock.now())[0]
+
+    def clear_failures(self, portal: str, method: str, subject: str) -> None:
+        """Forget a subject's consecutive failures for one method (after a success)."""
+        key = _failure_key(portal, method, subject)
+        # Skip the write in the common case of no failures: one round trip fewer.
+        if self._store.get_counter(key, self._clock.now())[0]:
+            self._store.clear_counter(key)

@@ -1,0 +1,139 @@
+"""Contacts: how e-mail addresses and phone numbers are checked, canonicalised and masked.
+
+The policy, applied identically in every flow (sign-in, sign-up, reset, invite, throttle keys):
+
+E-mail
+    Surrounding whitespace is stripped and the text is put in Unicode NFC. Anything that is
+    still not NFKC-stable (fullwidth letters, ligatures, superscripts) is **rejected**, not
+    folded, so a look-alike never silently becomes somebody else's address. Control, format and
+    space characters inside are rejected. ``email-validator`` checks the syntax (one mailbox: no
+    display names, lists, comments, quoted local parts or IP literals; no DNS lookups). The
+    domain is IDNA-encoded and lowercased. The **key** used for matching and uniqueness is
+    ``local.lower() + "@" + ascii_domain``: ``Mike@Example.COM`` and ``mike@example.com`` are one
+    contact, ``mike@bücher.example`` and ``mike@xn--bcher-kva.example`` are one contact, while
+    ``mıke@`` (dotless i) and ``mike@`` stay different. ``lower()`` rather than ``casefold()``
+    because casefolding maps ``ß`` to ``ss`` and would merge mailboxes that differ. Plus-tags and
+    dots are part of the identity and are never stripped (throttle keys for *sending* strip
+    plus-tags separately: :func:`email_send_key`). Messages always go to the address stored on the
+    identity, never to the text a client typed.
+
+Phone
+    NFKC (fullwidth digits become ASCII), stripped; only ASCII digits, ``+``, spaces, ``( ) - .``
+    are allowed (letters, extensions and other scripts' digits are rejected); parsed with
+    ``phonenumbers`` in the portal's default region; must be a valid number; stored as E.164.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import email_validator
+import phonenumbers
+
+from .errors import InvalidContact
+
+__all__ = [
+    "EMAIL_MAX",
+    "PHONE_MAX",
+    "Email",
+    "email_send_key",
+    "looks_like_email",
+    "mask_email",
+    "mask_phone",
+    "normalize_email",
+    "normalize_phone",
+]
+
+EMAIL_MAX = 254
+PHONE_MAX = 32
+
+_PHONE_CHARS = re.compile(r"\+?[0-9 ()\-.]{4,30}", re.ASCII)
+_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
+class Email(tuple[str, str]):
+    """A checked e-mail address: ``(address, key)``; ``address`` is what mail is sent to."""
+
+    __slots__ = ()
+
+    @property
+    def address(self) -> str:
+        return self[0]
+
+    @property
+    def key(self) -> str:
+        return self[1]
+
+
+def normalize_email(value: object) -> Email:
+    """Check an e-mail address and return its ``(address, key)``; raise :class:`InvalidContact`.
+
+    Idempotent: ``normalize_email(normalize_email(x).address) == normalize_email(x)``.
+    """
+    if not isinstance(value, str):
+        raise InvalidContact(field="email")
+    text = value.strip()
+    if not text or len(text) > EMAIL_MAX:
+        raise InvalidContact(field="email")
+    text = unicodedata.normalize("NFC", text)
+    if unicodedata.normalize("NFKC", text) != text:
+        raise InvalidContact(field="email")
+    if any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in text):
+        raise InvalidContact(field="email")
+    try:
+        checked = email_validator.validate_email(
+            text,
+            check_deliverability=False,
+            allow_smtputf8=True,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+        )
+    except (email_validator.EmailNotValidError, UnicodeError, ValueError):
+        raise InvalidContact(field="email") from None
+    local = checked.local_part
+    domain = checked.ascii_domain.lower()
+    address = f"{local}@{domain}"
+    if len(address) > EMAIL_MAX:
+        raise InvalidContact(field="email")
+    return Email((address, f"{local.lower()}@{domain}"))
+
+
+def email_send_key(key: str) -> str:
+    """The bucket for *send* throttles: the key without a ``+tag``, so tags cannot flood one inbox."""
+    local, _, domain = key.rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def looks_like_email(value: str) -> bool:
+    """Whether a contact field should be read as an e-mail address (it has an ``@``)."""
+    return "@" in value
+
+
+def normalize_phone(value: object, region: str) -> str:
+    """Check a phone number typed in any common format; return E.164 or raise InvalidContact."""
+    if not isinstance(value, str) or len(value) > PHONE_MAX * 4:
+        raise InvalidContact(field="phone")
+    text = unicodedata.normalize("NFKC", value).strip()
+    if len(text) > PHONE_MAX or not _PHONE_CHARS.fullmatch(text):
+        raise InvalidContact(field="phone")
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidContact(field="phone") from None
+    if number.extension or not phonenumbers.is_valid_number(number):
+        raise InvalidContact(field="phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_email(address: str) -> str:
+    """``jane.roe@example.com`` → ``j•••@example.com``: enough to recognise, not to harvest."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def mask_phone(e164: str) -> str:
+    """``+12025550123`` → ``•••••••0123``."""
+    return "•" * max(0, len(e164) - 4) + e164[-4:]

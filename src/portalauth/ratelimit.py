@@ -1,0 +1,109 @@
+"""Throttles: how often a client, a destination or a portal may do something.
+
+Limits are written in the ``limits`` library's notation (``"20/minute"``, ``"5/hour"``) and
+counted with its fixed-window strategy. The counts live in the portalauth store (through
+:class:`StoreCounters`, a ``limits`` storage over :meth:`Store.incr_counter`), so every app server
+sharing a store shares the limits, and the injected clock decides the windows (tests move time).
+
+Keys are always canonical (an e-mail key, an E.164 number, a client's :func:`~portalauth.client.ip_key`),
+so case, Unicode and format variants of one identifier share one bucket (R10).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import limits
+from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter
+
+from .clock import Clock
+from .errors import ConfigError, Throttled
+from .events import Emitter
+from .stores.base import Store
+
+__all__ = ["StoreCounters", "Throttles"]
+
+
+class StoreCounters(Storage):
+    """A ``limits`` storage that keeps its counters in a portalauth :class:`Store`."""
+
+    STORAGE_SCHEME = None
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        super().__init__()
+        self._store = store
+        self._clock = clock
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return ()
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = self._clock.now()
+        count, _ = self._store.incr_counter(f"rl:{key}", amount, now + expiry, now)
+        return count
+
+    def get(self, key: str) -> int:
+        return self._store.get_counter(f"rl:{key}", self._clock.now())[0]
+
+    def get_expiry(self, key: str) -> float:
+        count, expires_at = self._store.get_counter(f"rl:{key}", self._clock.now())
+        return expires_at if count else self._clock.now()
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        return None
+
+    def clear(self, key: str) -> None:
+        self._store.clear_counter(f"rl:{key}")
+
+
+def parse_limit(text: str) -> limits.RateLimitItem:
+    """``"5/hour"`` → a limit item; a malformed limit is a :class:`ConfigError`."""
+    try:
+        return limits.parse(text)
+    except ValueError:
+        raise ConfigError(f"Not a rate limit: {text!r} (write e.g. '5/hour').") from None
+
+
+class Throttles:
+    """Named limits, checked and counted against canonical keys."""
+
+    def __init__(self, store: Store, clock: Clock, emitter: Emitter) -> None:
+        self._clock = clock
+        self._emitter = emitter
+        self._storage = StoreCounters(store, clock)
+        self._limiter = FixedWindowRateLimiter(self._storage)
+        self._parsed: dict[str, limits.RateLimitItem] = {}
+
+    def _item(self, limit: str) -> limits.RateLimitItem:
+        item = self._parsed.get(limit)
+        if item is None:
+            item = self._parsed[limit] = parse_limit(limit)
+        return item
+
+    def hit(self, limit: str, *key: str, cost: int = 1, **event: Any) -> None:
+        """Count one use of ``key`` against ``limit``; raise :class:`Throttled` once it is over.
+
+        The use is counted even when refused, so hammering a throttled key keeps it throttled.
+        ``event`` fields (portal, method, ip...) go on the ``throttled`` event.
+        """
+        item = self._item(limit)
+        if not self._limiter.hit(item, *key, cost=cost):
+            reset = self._storage.get_expiry(item.key_for(*key))
+            retry = max(1, math.ceil(reset - self._clock.now()))
+            self._emitter.emit(
+                "throttled", detail={"limit": limit, "bucket": key[0] if key else ""}, **event
+            )
+            raise Throttled(retry_after=retry)
+
+    def test(self, limit: str, *key: str) -> bool:
+        """Whether one more use of ``key`` would be allowed (counts nothing)."""
+        return bool(self._limiter.test(self._item(limit), *key))
+
+    def clear(self, limit: str, *key: str) -> None:
+        self._limiter.clear(self._item(limit), *key)
