@@ -30,7 +30,6 @@ from portalauth import (
     hookimpl,
     read_code,
 )
-from portalauth.contacts import mask_email
 from portalauth.errors import DeliveryFailed, InvalidContact
 from portalauth.stores.memory import MemoryStore
 
@@ -192,7 +191,11 @@ def auth(make_auth: Callable[..., Auth], store_kind: str) -> Auth:
     """An ``Auth`` on every store kind, with portal ``acme`` enabling the test strategy."""
     auth = make_auth(store_kind)
     auth.portals.create(
-        "acme", "Acme Law LLP", methods={"email_code"}, simulate=True, support_phone="+1 202 555 0100"
+        "acme",
+        "Acme Law LLP",
+        methods={"email_code"},
+        simulate=True,
+        support_phone="+1 202 555 0100",
     )
     return auth
 

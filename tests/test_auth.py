@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import CLIENT, SECRET_KEYS, EmailCodePlugin, code_from
 
+from conftest import CLIENT, SECRET_KEYS, EmailCodePlugin, code_from
 from portalauth import (
     Auth,
     ClientInfo,
@@ -200,7 +200,10 @@ def test_per_ip_throttle_on_starts(auth: Auth) -> None:  # R9
     auth.start("acme", "email_code", {"email": "y@example.com"}, client=ClientInfo(ip="192.0.2.11"))
     with pytest.raises(Throttled):
         auth.start(
-            "acme", "email_code", {"email": "y@example.com"}, client=ClientInfo(ip="::ffff:192.0.2.10")
+            "acme",
+            "email_code",
+            {"email": "y@example.com"},
+            client=ClientInfo(ip="::ffff:192.0.2.10"),
         )
 
 
@@ -226,7 +229,9 @@ def test_session_claims_and_events_reach_plugins(make_auth: Callable[..., Auth])
             seen.append(event.kind)  # type: ignore[attr-defined]
 
         @hookimpl
-        def portalauth_session_claims(self, identity: object, portal: object, method: str) -> dict[str, str]:
+        def portalauth_session_claims(
+            self, identity: object, portal: object, method: str
+        ) -> dict[str, str]:
             return {"via": method}
 
     auth = make_auth(plugins=[EmailCodePlugin(), Audit()])
@@ -268,7 +273,12 @@ def test_a_broken_strategy_fails_closed(make_auth: Callable[..., Auth]) -> None:
 
 def test_two_strategies_with_one_name_is_a_plugin_error() -> None:
     with pytest.raises(PluginError):
-        Auth(SECRET_KEYS, "memory://", plugins=[EmailCodePlugin(), EmailCodePlugin()], entry_points=False)
+        Auth(
+            SECRET_KEYS,
+            "memory://",
+            plugins=[EmailCodePlugin(), EmailCodePlugin()],
+            entry_points=False,
+        )
 
 
 def test_misspelt_hook_fails_loudly() -> None:

@@ -9,9 +9,10 @@
     step = auth.start("acme", "share_code", {"share_code": "K7M-4P9"}, client=ClientInfo(ip=ip))
     done = auth.advance(step.flow, {"code": "12345"}, client=ClientInfo(ip=ip))
 
-``start`` and ``advance`` are the whole client-side API: they return a :class:`~portalauth.flows.Step`
-(ask for more, or a finished notice) or :class:`~portalauth.flows.SignedIn`, and raise only
-:class:`~portalauth.errors.PortalAuthError` subclasses. Before a strategy runs, the core checks the
+``start`` and ``advance`` are the whole client-side API: they return a
+:class:`~portalauth.flows.Step` (ask for more, or a finished notice) or
+:class:`~portalauth.flows.SignedIn`, and raise only :class:`~portalauth.errors.PortalAuthError`
+subclasses. Before a strategy runs, the core checks the
 portal and method, the form (declared fields only, strings only, never repeated, within length),
 the per-client and per-portal throttles and the ``portalauth_check_attempt`` plugins. A strategy
 that raises anything else, or returns something unexpected, fails closed: nobody is signed in.
@@ -199,7 +200,7 @@ class Auth:
 
     def fields(self, portal: str, method: str, step: str = START) -> tuple[Field, ...]:
         """The inputs of ``step`` of ``method`` in ``portal`` (to render the first form)."""
-        settings, strategy, config = self._resolve(portal, method)
+        _, strategy, config = self._resolve(portal, method)
         return strategy.fields(step, config)
 
     def strategy_config(self, portal: str, method: str) -> Any:
@@ -210,10 +211,11 @@ class Auth:
         settings = self.portals.find(portal)
         if settings is None:
             raise NotFound("No such portal.")
-        strategy = self.plugins.strategy(method) if isinstance(method, str) else None
+        if not isinstance(method, str):
+            raise MethodDisabled()
+        strategy = self.plugins.strategy(method)
         if strategy is None or method not in settings.methods:
             raise MethodDisabled()
-        assert isinstance(method, str)
         cached = self._configs.get((method, settings.slug))
         if cached is not None and cached[0] is settings:
             return settings, strategy, cached[1]
@@ -280,7 +282,7 @@ class Auth:
         form: Mapping[str, str],
         ip_limit: str,
     ) -> None:
-        event = {"portal": settings.slug, "method": method, "ip": client.ip}
+        event: dict[str, Any] = {"portal": settings.slug, "method": method, "ip": client.ip}
         self.throttles.hit(self._limits["per_portal"], "portal", settings.slug, **event)
         self.throttles.hit(self._limits[ip_limit], ip_limit, settings.slug, client.ip_key, **event)
         veto = self.plugins.check_attempt(
@@ -312,7 +314,10 @@ class Auth:
         if isinstance(outcome, Continue):
             challenge_id = outcome.challenge.id if outcome.challenge is not None else None
             state = FlowState(
-                portal=ctx.portal.slug, method=ctx.method, step=outcome.step, challenge_id=challenge_id
+                portal=ctx.portal.slug,
+                method=ctx.method,
+                step=outcome.step,
+                challenge_id=challenge_id,
             )
             return Step(
                 flow=self._flows.dump(state),
@@ -404,4 +409,3 @@ def _read_form(data: object, fields: tuple[Field, ...]) -> dict[str, str]:
             raise InvalidInput("That is longer than expected.", field=declared.name)
         form[declared.name] = value
     return form
-

@@ -102,7 +102,8 @@ def normalize_email(value: object) -> Email:
 
 
 def email_send_key(key: str) -> str:
-    """The bucket for *send* throttles: the key without a ``+tag``, so tags cannot flood one inbox."""
+    """The bucket for *send* throttles: the key without its ``+tag`` (tags must not flood one
+    inbox)."""
     local, _, domain = key.rpartition("@")
     return f"{local.split('+', 1)[0]}@{domain}"
 

@@ -94,7 +94,8 @@ class ContactTaken(PortalAuthError):
 
 
 class NotFound(PortalAuthError):
-    """Staff-side: the portal or identity named does not exist. Never raised to anonymous clients."""
+    """The portal or identity named does not exist (staff side; for clients only an unknown
+    portal, whose slug is public anyway)."""
 
     code = "not_found"
     default_message = "Not found."

@@ -19,8 +19,8 @@ from types import MappingProxyType
 from typing import Any
 
 import itsdangerous
-from itsdangerous.encoding import base64_encode
 from attrs import field, frozen
+from itsdangerous.encoding import base64_encode
 
 from .clock import Clock
 from .errors import FlowInvalid
@@ -139,6 +139,10 @@ class FlowState:
     challenge_id: str | None
 
 
+def _frozen_form(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
 @frozen(kw_only=True)
 class Attempt:
     """What ``portalauth_check_attempt`` plugins see about an attempt before it runs."""
@@ -148,9 +152,7 @@ class Attempt:
     step: str
     ip_key: str
     user_agent: str | None
-    fields: Mapping[str, str] = field(
-        factory=dict, converter=lambda v: MappingProxyType(dict(v)), repr=False
-    )
+    fields: Mapping[str, str] = field(factory=dict, converter=_frozen_form, repr=False)
 
 
 class _UncompressedSerializer(itsdangerous.URLSafeTimedSerializer):

@@ -5,8 +5,9 @@ counted with its fixed-window strategy. The counts live in the portalauth store 
 :class:`StoreCounters`, a ``limits`` storage over :meth:`Store.incr_counter`), so every app server
 sharing a store shares the limits, and the injected clock decides the windows (tests move time).
 
-Keys are always canonical (an e-mail key, an E.164 number, a client's :func:`~portalauth.client.ip_key`),
-so case, Unicode and format variants of one identifier share one bucket (R10).
+Keys are always canonical (an e-mail key, an E.164 number, a client's
+:func:`~portalauth.client.ip_key`), so case, Unicode and format variants of one identifier share
+one bucket (R10).
 """
 
 from __future__ import annotations

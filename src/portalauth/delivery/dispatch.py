@@ -68,10 +68,9 @@ class Dispatcher:
 
         Raises :class:`DeliveryFailed` if the contact is not usable or the sender fails.
         """
-        if not self.can_reach(identity, channel):
-            raise DeliveryFailed("This contact cannot receive messages.")
         to = identity.email if channel == "email" else identity.phone
-        assert to is not None  # can_reach checked it
+        if to is None or not self.can_reach(identity, channel):
+            raise DeliveryFailed("This contact cannot receive messages.")
         rendered = self._renderer.render(
             template,
             channel,
@@ -100,11 +99,7 @@ class Dispatcher:
             simulated=simulated,
         )
         try:
-            if simulated:
-                self._outbox.send(message, portal=portal)
-            else:
-                assert sender is not None
-                sender.send(message, portal=portal)
+            (self._outbox if sender is None or simulated else sender).send(message, portal=portal)
         except DeliveryFailed:
             self._emitter.emit(
                 "message.failed",

@@ -17,7 +17,8 @@ __all__ = ["Outbox"]
 
 
 class Outbox:
-    """Records messages in the store; a :class:`~portalauth.delivery.base.Sender` for any channel."""
+    """Records messages in the store: a :class:`~portalauth.delivery.base.Sender` for any
+    channel."""
 
     def __init__(self, store: Store, clock: Clock, channel: str = "email") -> None:
         self._store = store

@@ -1,0 +1,44 @@
+"""Developer tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s docs``,
+``nox -s demo``. ``.ci/run`` runs the same sessions on a clean checkout."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = ["3.11"]
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The whole test suite (pass pytest options after ``--``)."""
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    session.run("python", "-m", "pip", "install", "-q", "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=False)
+def typecheck(session: nox.Session) -> None:
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", "src")
+
+
+@nox.session(python=False)
+def docs(session: nox.Session) -> None:
+    session.run("python", "-m", "pip", "install", "-q", "mkdocs-material")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "build/site")
+
+
+@nox.session(python=False)
+def demo(session: nox.Session) -> None:
+    """Sign a party in against a SQLite file, printing each step."""
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".")
+    session.run("python", "examples/sign_in.py", *session.posargs)
