@@ -250,7 +250,13 @@ class Challenges:
 
     def _matches(self, record: ChallengeRecord, secret: str) -> bool:
         return self._keyring.matches(
-            record.digest, "challenge", record.purpose, record.portal, record.subject, record.id, secret
+            record.digest,
+            "challenge",
+            record.purpose,
+            record.portal,
+            record.subject,
+            record.id,
+            secret,
         )
 
     # -- consecutive failures ---------------------------------------------------------------

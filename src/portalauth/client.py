@@ -39,7 +39,9 @@ def ip_key(ip: str | None) -> str:
     return str(addr)
 
 
-def client_ip_from_forwarded(remote_addr: str | None, forwarded_for: str | None, trusted: int) -> str:
+def client_ip_from_forwarded(
+    remote_addr: str | None, forwarded_for: str | None, trusted: int
+) -> str:
     """The client address given ``trusted`` reverse proxies in front of the app.
 
     With ``trusted == 0`` (the default everywhere) ``X-Forwarded-For`` is ignored. Otherwise the

@@ -88,8 +88,12 @@ def _regions(instance: object, attribute: attrs.Attribute[Any], value: frozenset
 def _base_url(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is None:
         return
-    if not isinstance(value, str) or not re.fullmatch(r"https?://[A-Za-z0-9.\-:\[\]]+(/\S*)?", value):
-        raise ConfigError("base_url must be an absolute http(s) URL such as https://portal.example.")
+    if not isinstance(value, str) or not re.fullmatch(
+        r"https?://[A-Za-z0-9.\-:\[\]]+(/\S*)?", value
+    ):
+        raise ConfigError(
+            "base_url must be an absolute http(s) URL such as https://portal.example."
+        )
 
 
 def _second_factor(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:

@@ -124,7 +124,9 @@ class Directory:
             attributes=attributes,
         )
         self._store.add_identity(identity)
-        self._emitter.emit("identity.added", portal=identity.portal, identity_id=identity.id, actor=actor)
+        self._emitter.emit(
+            "identity.added", portal=identity.portal, identity_id=identity.id, actor=actor
+        )
         return identity
 
     def update(
@@ -173,7 +175,9 @@ class Directory:
         contact_changed = (updated.email_key, updated.phone) != (current.email_key, current.phone)
         if contact_changed or (updated.disabled and not current.disabled):
             self._withdraw(updated)
-        kind = "identity.disabled" if updated.disabled and not current.disabled else "identity.updated"
+        kind = (
+            "identity.disabled" if updated.disabled and not current.disabled else "identity.updated"
+        )
         self._emitter.emit(
             kind,
             portal=updated.portal,

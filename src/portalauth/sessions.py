@@ -144,9 +144,7 @@ class Sessions:
                 keep_key = None
         count = self._store.delete_sessions(identity_id, keep=keep_key)
         if count:
-            self._emitter.emit(
-                "session.revoked", identity_id=identity_id, detail={"count": count}
-            )
+            self._emitter.emit("session.revoked", identity_id=identity_id, detail={"count": count})
         return count
 
     def list(self, identity_id: str) -> list[SessionRecord]:
