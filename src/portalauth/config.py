@@ -43,6 +43,10 @@ def check_header_text(value: str, what: str, *, max_len: int = 200) -> str:
     return value.strip()
 
 
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
 def _freeze_methods(value: Iterable[str]) -> frozenset[str]:
     if isinstance(value, str):
         raise ConfigError("methods must be a collection of strategy names, not one string.")
@@ -126,7 +130,7 @@ class PortalSettings:
     """
 
     slug: str = field(validator=_slug)
-    name: str = field(validator=_name)
+    name: str = field(converter=_strip, validator=_name)
     methods: frozenset[str] = field(default=frozenset(), converter=_freeze_methods)
     signup_enabled: bool = False
     simulate: bool = False

@@ -94,6 +94,10 @@ def normalize_email(value: object) -> Email:
     except (email_validator.EmailNotValidError, UnicodeError, ValueError):
         raise InvalidContact(field="email") from None
     local = checked.local_part
+    # RFC 5321 caps the local part at 64 octets; "=?" would be read as an RFC 2047 encoded word
+    # by header parsers downstream (R61).
+    if len(local.encode("utf-8")) > 64 or "=?" in local:
+        raise InvalidContact(field="email")
     domain = checked.ascii_domain.lower()
     address = f"{local}@{domain}"
     if len(address) > EMAIL_MAX:

@@ -12,6 +12,7 @@ without the key reveals nothing, and it looks the same whether or not an identif
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from .clock import Clock
 from .errors import FlowInvalid
 from .keys import Keyring
 from .records import ChallengeRecord, Identity
+from .tokens import is_canonical
 
 __all__ = [
     "Attempt",
@@ -39,6 +41,9 @@ __all__ = [
     "SignedIn",
     "Step",
 ]
+
+#: The longest flow token accepted (a real one is about 130 characters).
+TOKEN_MAX = 512
 
 FIELD_KINDS = ("text", "email", "tel", "code", "password", "name", "contact")
 
@@ -175,7 +180,10 @@ class FlowCodec:
                 return int(clock.now())
 
         self._serializer: itsdangerous.URLSafeTimedSerializer = _UncompressedSerializer(
-            keyring.oldest_first, salt=self.SALT, signer=_ClockedSigner
+            keyring.oldest_first,
+            salt=self.SALT,
+            signer=_ClockedSigner,
+            signer_kwargs={"digest_method": hashlib.sha256},
         )
 
     def dump(self, state: FlowState) -> str:
@@ -185,11 +193,12 @@ class FlowCodec:
         return str(self._serializer.dumps(payload))
 
     def load(self, token: object) -> FlowState:
-        if not isinstance(token, str) or not 0 < len(token) <= 1024:
+        # payload.timestamp.signature, each in the exact form this codec writes.
+        if not is_canonical(token, max_length=TOKEN_MAX, parts=3):
             raise FlowInvalid()
         try:
             payload = self._serializer.loads(token, max_age=self._max_age)
-        except (itsdangerous.BadData, json.JSONDecodeError, UnicodeDecodeError):
+        except (itsdangerous.BadData, json.JSONDecodeError, UnicodeError):
             raise FlowInvalid() from None
         if (
             not isinstance(payload, list)

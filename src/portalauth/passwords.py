@@ -82,12 +82,15 @@ class PasswordHasher:
         self.calls += 1
         return str(self._context.hash(prepared))
 
-    def verify(self, password: object, stored: str) -> tuple[bool, str | None]:
+    def verify(self, password: object, stored: str | None) -> tuple[bool, str | None]:
         """``(matches, replacement_hash_or_None)``. Malformed input or an unknown hash format
         verifies as False (after the same work as a real verify)."""
         try:
             prepared = prepare(password)
         except InvalidInput:
+            self.dummy_verify()
+            return False, None
+        if not isinstance(stored, str) or not stored:
             self.dummy_verify()
             return False, None
         scheme = self._context.identify(stored, required=False)

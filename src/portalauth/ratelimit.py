@@ -63,12 +63,24 @@ class StoreCounters(Storage):
         self._store.clear_counter(f"rl:{key}")
 
 
-def parse_limit(text: str) -> limits.RateLimitItem:
-    """``"5/hour"`` → a limit item; a malformed limit is a :class:`ConfigError`."""
+def parse_limit(text: object) -> tuple[limits.RateLimitItem, ...]:
+    """``"5/hour"`` or ``"3/minute;20/hour"`` → limit items (all of them apply); a malformed
+    limit is a :class:`ConfigError`."""
+    if not isinstance(text, str):
+        raise ConfigError(f"A rate limit is text such as '5/hour', not {type(text).__name__}.")
     try:
-        return limits.parse(text)
+        items = tuple(limits.parse_many(text))
     except ValueError:
-        raise ConfigError(f"Not a rate limit: {text!r} (write e.g. '5/hour').") from None
+        items = ()
+    if not items:
+        raise ConfigError(f"Not a rate limit: {text!r} (write e.g. '5/hour').")
+    return items
+
+
+def _escape(part: str) -> str:
+    # limits joins key parts with "/": escape it (and the escape character) so that
+    # ("a/b", "c") and ("a", "b/c") can never share a bucket.
+    return part.replace("%", "%25").replace("/", "%2F")
 
 
 class Throttles:
@@ -79,13 +91,13 @@ class Throttles:
         self._emitter = emitter
         self._storage = StoreCounters(store, clock)
         self._limiter = FixedWindowRateLimiter(self._storage)
-        self._parsed: dict[str, limits.RateLimitItem] = {}
+        self._parsed: dict[str, tuple[limits.RateLimitItem, ...]] = {}
 
-    def _item(self, limit: str) -> limits.RateLimitItem:
-        item = self._parsed.get(limit)
-        if item is None:
-            item = self._parsed[limit] = parse_limit(limit)
-        return item
+    def _items(self, limit: str) -> tuple[limits.RateLimitItem, ...]:
+        items = self._parsed.get(limit) if isinstance(limit, str) else None
+        if items is None:
+            items = self._parsed[limit] = parse_limit(limit)
+        return items
 
     def hit(self, limit: str, *key: str, cost: int = 1, **event: Any) -> None:
         """Count one use of ``key`` against ``limit``; raise :class:`Throttled` once it is over.
@@ -93,10 +105,13 @@ class Throttles:
         The use is counted even when refused, so hammering a throttled key keeps it throttled.
         ``event`` fields (portal, method, ip...) go on the ``throttled`` event.
         """
-        item = self._item(limit)
-        if not self._limiter.hit(item, *key, cost=cost):
-            reset = self._storage.get_expiry(item.key_for(*key))
-            retry = max(1, math.ceil(reset - self._clock.now()))
+        parts = [_escape(k) for k in key]
+        retry = 0
+        for item in self._items(limit):
+            if not self._limiter.hit(item, *parts, cost=cost):
+                reset = self._storage.get_expiry(item.key_for(*parts))
+                retry = max(retry, 1, math.ceil(reset - self._clock.now()))
+        if retry:
             self._emitter.emit(
                 "throttled", detail={"limit": limit, "bucket": key[0] if key else ""}, **event
             )
@@ -104,7 +119,10 @@ class Throttles:
 
     def test(self, limit: str, *key: str) -> bool:
         """Whether one more use of ``key`` would be allowed (counts nothing)."""
-        return bool(self._limiter.test(self._item(limit), *key))
+        parts = [_escape(k) for k in key]
+        return all(self._limiter.test(item, *parts) for item in self._items(limit))
 
     def clear(self, limit: str, *key: str) -> None:
-        self._limiter.clear(self._item(limit), *key)
+        parts = [_escape(k) for k in key]
+        for item in self._items(limit):
+            self._limiter.clear(item, *parts)

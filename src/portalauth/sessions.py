@@ -25,6 +25,7 @@ from .events import Emitter
 from .keys import Keyring
 from .records import Identity, SessionRecord
 from .stores.base import Store
+from .tokens import is_canonical
 
 __all__ = ["TOKEN_MAX", "Sessions"]
 
@@ -55,7 +56,9 @@ class Sessions:
         self._clock = clock
         self._emitter = emitter
         self._settings_for = settings_for  # Callable[[str], PortalSettings | None]
-        self._signer = itsdangerous.Signer(keyring.oldest_first, salt=self.SALT)
+        self._signer = itsdangerous.Signer(
+            keyring.oldest_first, salt=self.SALT, digest_method=hashlib.sha256
+        )
 
     def create(
         self,
@@ -88,7 +91,8 @@ class Sessions:
         return self._signer.sign(session_id).decode("ascii"), record
 
     def _unsign(self, token: object) -> str:
-        if not isinstance(token, str) or not 0 < len(token) <= TOKEN_MAX or not token.isascii():
+        # id.signature, each in the exact form issued (no re-padded or bit-flipped spellings).
+        if not is_canonical(token, max_length=TOKEN_MAX, parts=2):
             raise SessionInvalid()
         try:
             session_id = self._signer.unsign(token).decode("ascii")
