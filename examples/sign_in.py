@@ -35,7 +35,7 @@ from portalauth import (
     mask_email,
     read_code,
 )
-from portalauth.errors import InvalidContact
+from portalauth.errors import DeliveryFailed
 
 
 class EmailCode:
@@ -57,31 +57,33 @@ class EmailCode:
         )
 
     def start(self, ctx: Context) -> Continue:
-        try:
-            identity = ctx.directory.find_by_email(ctx.portal.slug, ctx.form["email"])
-        except InvalidContact:
-            identity = None
-        reachable = identity is not None and ctx.dispatcher.can_reach(identity, "email")
-        # Unknown addresses get a decoy challenge and the same answer: no enumeration.
-        subject = (
-            identity.id
-            if identity is not None and reachable
-            else ctx.challenges.decoy_subject(ctx.portal.slug, ctx.form["email"])
-        )
+        # Unknown (or unreachable) addresses get a decoy challenge and the same answer.
+        identity, subject = ctx.lookup_email(ctx.form["email"])
         code = ctx.challenges.new_code(self.digits)
         challenge = ctx.challenges.issue(
-            portal=ctx.portal.slug, subject=subject, purpose="login", secret=code, ttl=self.ttl
+            portal=ctx.portal.slug,
+            subject=subject,
+            purpose="login",
+            secret=code,
+            ttl=self.ttl,
+            method=self.name,
+            decoy=identity is None,
         )
-        if identity is not None and reachable:
-            ctx.dispatcher.send(
-                identity,
-                ctx.portal,
-                channel="email",
-                template="code",
-                context={"code": code, "minutes": self.ttl // 60, "purpose_label": "sign in"},
-                purpose="login",
-                method=self.name,
-            )
+        if identity is not None:
+            try:
+                ctx.dispatcher.send(
+                    identity,
+                    ctx.portal,
+                    channel="email",
+                    template="code",
+                    context={"code": code, "minutes": self.ttl // 60, "purpose_label": "sign in"},
+                    purpose="login",
+                    method=self.name,
+                )
+            except DeliveryFailed:
+                # A code that was never delivered must not stay usable.
+                ctx.challenges.revoke(ctx.portal.slug, subject, purposes=["login"])
+                raise
         return Continue(
             step="code",
             challenge=challenge,

@@ -30,7 +30,7 @@ from portalauth import (
     hookimpl,
     read_code,
 )
-from portalauth.errors import DeliveryFailed, InvalidContact
+from portalauth.errors import DeliveryFailed
 from portalauth.stores.memory import MemoryStore
 
 SECRET_KEYS = ["test-key-newest-0123456789abcdef", "test-key-older-0123456789abcdef"]
@@ -75,16 +75,8 @@ class EmailCode:
 
     def start(self, ctx: Context) -> Continue:
         config: EmailCodeSettings = ctx.config
-        try:
-            identity = ctx.directory.find_by_email(ctx.portal.slug, ctx.form["email"])
-        except InvalidContact:
-            identity = None
-        known = identity is not None and ctx.dispatcher.can_reach(identity, "email")
-        subject = (
-            identity.id
-            if known and identity
-            else ctx.challenges.decoy_subject(ctx.portal.slug, ctx.form["email"])
-        )
+        # Unknown (or unreachable) addresses get a decoy challenge and the same answer.
+        identity, subject = ctx.lookup_email(ctx.form["email"])
         code = ctx.challenges.new_code(config.digits)
         challenge = ctx.challenges.issue(
             portal=ctx.portal.slug,
@@ -94,8 +86,9 @@ class EmailCode:
             ttl=config.ttl,
             max_attempts=config.max_attempts,
             method=self.name,
+            decoy=identity is None,
         )
-        if known and identity is not None:
+        if identity is not None:
             try:
                 ctx.dispatcher.send(
                     identity,

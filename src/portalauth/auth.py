@@ -4,10 +4,10 @@
 
     from portalauth import Auth, ClientInfo
 
-    auth = Auth(secret_keys=["a-long-random-server-key"], store="sqlite:///portal.db")
-    auth.portals.create("acme", "Acme Law LLP", methods={"share_code"}, simulate=True)
-    step = auth.start("acme", "share_code", {"share_code": "K7M-4P9"}, client=ClientInfo(ip=ip))
-    done = auth.advance(step.flow, {"code": "12345"}, client=ClientInfo(ip=ip))
+    auth = Auth(["a-long-random-server-key"], "sqlite:///portal.db", plugins=[MyStrategies()])
+    auth.portals.create("acme", "Acme Law LLP", methods={"email_code"}, simulate=True)
+    step = auth.start("acme", "email_code", {"email": "jane@example.com"}, client=client)
+    done = auth.advance(step.flow, {"code": "123456"}, client=client)  # SignedIn
 
 ``start`` and ``advance`` are the whole client-side API: they return a
 :class:`~portalauth.flows.Step` (ask for more, or a finished notice) or
@@ -111,6 +111,9 @@ class Auth:
         self.keyring = Keyring(secret_keys)
         self.plugins = Plugins(plugins, entry_points=entry_points)
         self.store: Store = self._open_store(store)
+        unknown = set(limits or {}) - set(DEFAULT_LIMITS)
+        if unknown:
+            raise ConfigError(f"Unknown limit names: {', '.join(sorted(unknown))}.")
         self._limits = {**DEFAULT_LIMITS, **(limits or {})}
         for text in self._limits.values():
             parse_limit(text)
@@ -139,7 +142,7 @@ class Auth:
             challenges=self.challenges,
             sessions=self.sessions,
             dispatcher=self.dispatcher,
-            passwords=self.hasher,
+            hasher=self.hasher,
             throttles=self.throttles,
             emitter=emitter,
             clock=self.clock,
@@ -172,7 +175,9 @@ class Auth:
         unknown = settings.methods - set(self.plugins.strategies)
         if unknown:
             raise ConfigError(f"Unknown sign-in methods: {', '.join(sorted(unknown))}.")
-        for name in settings.method_settings:
+        # Every enabled method and every method with settings is configured now, so a bad
+        # setting is refused when staff save it, not shown to a client at sign-in.
+        for name in settings.methods | set(settings.method_settings):
             strategy = self.plugins.strategy(name)
             if strategy is None:
                 raise ConfigError(f"Settings given for unknown method {name!r}.")
@@ -331,8 +336,12 @@ class Auth:
         if isinstance(outcome, Done):
             return Step(flow=None, method=ctx.method, next=None, notice=outcome.notice)
         if isinstance(outcome, Authenticated):
-            return self.sign_in(
-                outcome.identity, method=ctx.method, scope=outcome.scope, client=ctx.client
+            identity = outcome.identity
+            return self._run(
+                strategy,
+                lambda: self.sign_in(
+                    identity, method=ctx.method, scope=outcome.scope, client=ctx.client
+                ),
             )
         _log.error("strategy %r returned %s", strategy.name, type(outcome).__name__)
         raise PortalAuthError()

@@ -103,7 +103,9 @@ class Challenges:
 
     def decoy_subject(self, portal: str, identifier: str) -> str:
         """The stand-in subject for an unknown identifier: stable, keyed, and shaped like an
-        identity id, so records for unknown and known identifiers look alike."""
+        identity id, so records for unknown and known identifiers look alike. Pass the
+        canonical identifier (an e-mail key, an E.164 number) so spelling variants of one
+        unknown address share one subject, and so one failure count."""
         raw = self._keyring.digest("decoy", portal, identifier)[:12]
         return base64.urlsafe_b64encode(raw).decode("ascii")
 
@@ -122,14 +124,20 @@ class Challenges:
         findable: bool = False,
         data: Mapping[str, Any] | None = None,
         method: str | None = None,
+        decoy: bool = False,
     ) -> ChallengeRecord:
         """Store a new challenge for ``secret`` (which the caller delivers, never stores).
 
         ``findable`` challenges (share codes, link tokens) can later be found by their secret
         alone with :meth:`find`; the others are verified by id (the id travels in the flow).
+        ``decoy`` challenges (for unknown identifiers) store the digest of a fresh 256-bit
+        secret instead, so no guess can ever verify one, while they are stored, superseded,
+        counted and expired exactly like real ones.
         """
         now = self._clock.now()
         challenge_id = secrets.token_urlsafe(12)
+        if decoy:
+            secret = secrets.token_urlsafe(32)
         record = ChallengeRecord(
             id=challenge_id,
             portal=portal,

@@ -7,7 +7,9 @@ E-mail
     still not NFKC-stable (fullwidth letters, ligatures, superscripts) is **rejected**, not
     folded, so a look-alike never silently becomes somebody else's address. Control, format and
     space characters inside are rejected. ``email-validator`` checks the syntax (one mailbox: no
-    display names, lists, comments, quoted local parts or IP literals; no DNS lookups). The
+    display names, lists, comments, quoted local parts or IP literals; no DNS lookups); the local
+    part is at most 64 octets (RFC 5321) and may not contain ``=?``, which header parsers would
+    decode as an RFC 2047 encoded word. The
     domain is IDNA-encoded and lowercased. The **key** used for matching and uniqueness is
     ``local.lower() + "@" + ascii_domain``: ``Mike@Example.COM`` and ``mike@example.com`` are one
     contact, ``mike@bücher.example`` and ``mike@xn--bcher-kva.example`` are one contact, while
@@ -140,5 +142,5 @@ def mask_email(address: str) -> str:
 
 
 def mask_phone(e164: str) -> str:
-    """``+12025550123`` → ``•••••••0123``."""
+    """``+12025550123`` → ``••••••••0123`` (only the last four digits)."""
     return "•" * max(0, len(e164) - 4) + e164[-4:]

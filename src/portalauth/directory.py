@@ -198,8 +198,22 @@ class Directory:
         return deleted
 
     def _withdraw(self, identity: Identity) -> None:
-        self._store.revoke_challenges(identity.portal, identity.id)
-        self._store.delete_sessions(identity.id)
+        challenges = self._store.revoke_challenges(identity.portal, identity.id)
+        sessions = self._store.delete_sessions(identity.id)
+        if challenges:
+            self._emitter.emit(
+                "challenge.revoked",
+                portal=identity.portal,
+                identity_id=identity.id,
+                detail={"count": challenges, "why": "account_changed"},
+            )
+        if sessions:
+            self._emitter.emit(
+                "session.revoked",
+                portal=identity.portal,
+                identity_id=identity.id,
+                detail={"count": sessions, "why": "account_changed"},
+            )
 
     def _tax_digest(self, portal: str, identity_id: str, last4: str | None) -> bytes | None:
         if last4 is None:
@@ -221,6 +235,10 @@ class Directory:
         """The portal's identity with that e-mail (after normalisation), or ``None``.
         Raises ``InvalidContact`` for a malformed address."""
         return self._store.find_identity(portal, email_key=normalize_email(email).key)
+
+    def find_by_email_key(self, portal: str, key: str) -> Identity | None:
+        """The portal's identity with that canonical e-mail key (see :mod:`portalauth.contacts`)."""
+        return self._store.find_identity(portal, email_key=key)
 
     def find_by_phone(self, portal: str, phone: str) -> Identity | None:
         settings = self._portals.get(portal)

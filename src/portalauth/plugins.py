@@ -13,6 +13,7 @@ load no third-party plugins, e.g. while investigating a problem.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import re
@@ -66,7 +67,12 @@ class Plugins:
             for module_name in BUILTIN:
                 self._pm.register(importlib.import_module(module_name), name=module_name)
         for plugin in plugins:
-            self._pm.register(plugin)
+            if isinstance(plugin, type):
+                raise PluginError(f"Pass a plugin instance or module, not the class {plugin!r}.")
+            try:
+                self._pm.register(plugin)
+            except ValueError as exc:  # registered twice
+                raise PluginError(str(exc)) from None
         if entry_points is None:
             entry_points = os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes")
         if entry_points:
@@ -163,17 +169,36 @@ class Plugins:
     def session_claims(
         self, identity: Identity, portal: PortalSettings, method: str
     ) -> dict[str, Any]:
+        """Merged claims; a plugin that raises or returns something that is not a JSON-ready
+        mapping is a :class:`PluginError` (the sign-in fails closed)."""
         claims: dict[str, Any] = {}
+        try:
+            results = self._pm.hook.portalauth_session_claims(
+                identity=identity, portal=portal, method=method
+            )
+        except Exception as exc:
+            raise PluginError("A portalauth_session_claims plugin failed.") from exc
         # pluggy calls the last-registered first; apply in registration order so later wins.
-        for extra in reversed(
-            self._pm.hook.portalauth_session_claims(identity=identity, portal=portal, method=method)
-        ):
-            if extra:
-                claims.update(extra)
+        for extra in reversed(results):
+            if extra is None:
+                continue
+            if not isinstance(extra, Mapping):
+                raise PluginError("portalauth_session_claims must return a mapping or None.")
+            claims.update(extra)
+        try:
+            json.dumps(claims)
+        except (TypeError, ValueError):
+            raise PluginError("Session claims must be JSON values.") from None
         return claims
 
     def event(self, event: Event) -> None:
-        self._pm.hook.portalauth_event(event=event)
+        """Deliver an event to every listener; one that raises is logged and skipped, so a
+        broken listener never hides events from the others or breaks the operation."""
+        for impl in self._pm.hook.portalauth_event.get_hookimpls():
+            try:
+                impl.function(event=event)
+            except Exception:
+                _log.exception("portalauth_event listener %s raised", impl.plugin_name)
 
     @property
     def has_event_listeners(self) -> bool:

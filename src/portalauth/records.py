@@ -82,9 +82,9 @@ CHALLENGE_STATES = ("live", "consumed", "superseded", "revoked")
 class ChallengeRecord:
     """One issued one-time secret, stored as a keyed digest.
 
-    ``subject`` is the identity id, or ``anon:<digest>`` for a decoy issued for an unknown
-    identifier (so unknown identifiers behave exactly like known ones). ``scope`` narrows the
-    purpose (a case, a destination); newest-wins supersede applies per
+    ``subject`` is the identity id, or for a decoy issued for an unknown identifier a keyed
+    digest shaped like an identity id (so unknown identifiers behave exactly like known ones).
+    ``scope`` narrows the purpose (a case, a destination); newest-wins supersede applies per
     ``(portal, subject, purpose, scope)``. ``lookup`` is set for secrets found by value (share
     codes, link tokens) rather than by challenge id.
     """

@@ -5,8 +5,9 @@ A session id is 256 random bits. The client gets it signed (itsdangerous ``Signe
 token is refused before the store is asked. The store keeps only the SHA-256 of the id, so a
 database dump holds no usable session. Each sign-in creates a new id (no fixation). A session
 ends at its idle expiry (sliding: activity moves it, at most up to the absolute expiry) or its
-absolute expiry, or when revoked; all of an identity's sessions end on a password change, a
-contact change or when the identity is disabled.
+absolute expiry, or when revoked (:meth:`Sessions.revoke`, :meth:`Sessions.revoke_all`); the
+directory ends all of an identity's sessions when a contact changes or the identity is disabled
+or deleted.
 """
 
 from __future__ import annotations

@@ -113,9 +113,7 @@ class MemoryStore:
             identity = self._identities.get(identity_id)
             if identity is None or identity.password_hash != expected:
                 return False
-            self._identities[identity_id] = identity.evolve(
-                password_hash=new_hash, updated_at=now
-            )
+            self._identities[identity_id] = identity.evolve(password_hash=new_hash, updated_at=now)
             return True
 
     # -- challenges

@@ -2,7 +2,7 @@
 
 A strategy is a thin policy: it decides what to look up, which secret to issue, where to send it
 and what counts as success. It has no I/O of its own; it works only through the services in the
-:class:`Context` it is handed (directory, challenges, dispatcher, passwords, throttles), so it is
+:class:`Context` it is handed (directory, challenges, dispatcher, hasher, throttles), so it is
 testable without a store and never touches a store or a sender directly.
 
 A strategy is registered through the ``portalauth_add_strategies`` hook, the built-in ones exactly
@@ -37,12 +37,14 @@ from ..challenges import Challenges
 from ..client import ClientInfo
 from ..clock import Clock
 from ..config import PortalSettings
+from ..contacts import normalize_email
 from ..delivery.dispatch import Dispatcher
 from ..directory import Directory
 from ..events import Emitter
 from ..flows import Field, FlowState, Outcome
 from ..passwords import PasswordHasher
 from ..ratelimit import Throttles
+from ..records import Identity
 from ..sessions import Sessions
 
 __all__ = ["Context", "Services", "Strategy"]
@@ -82,7 +84,7 @@ class Services:
     challenges: Challenges
     sessions: Sessions
     dispatcher: Dispatcher
-    passwords: PasswordHasher
+    hasher: PasswordHasher
     throttles: Throttles
     emitter: Emitter
     clock: Clock
@@ -113,8 +115,8 @@ class Context:
         return self.services.dispatcher
 
     @property
-    def passwords(self) -> PasswordHasher:
-        return self.services.passwords
+    def hasher(self) -> PasswordHasher:
+        return self.services.hasher
 
     @property
     def throttles(self) -> Throttles:
@@ -123,6 +125,20 @@ class Context:
     @property
     def now(self) -> float:
         return self.services.clock.now()
+
+    def lookup_email(self, value: str, *, channel: str = "email") -> tuple[Identity | None, str]:
+        """Who an e-mail address typed by the client belongs to in this portal.
+
+        Returns ``(identity, subject)``: the identity if it exists and can be reached on
+        ``channel`` (else ``None``), and the subject to issue a challenge to: its id, or a
+        decoy subject keyed on the canonical address, so unknown addresses behave alike.
+        Raises ``InvalidContact`` for a malformed address (which enumerates nothing).
+        """
+        key = normalize_email(value).key
+        identity = self.directory.find_by_email_key(self.portal.slug, key)
+        if identity is not None and self.dispatcher.can_reach(identity, channel):
+            return identity, identity.id
+        return None, self.challenges.decoy_subject(self.portal.slug, key)
 
     def emit(self, kind: str, **fields: Any) -> None:
         """Emit an event stamped with this request's portal, method and client."""
