@@ -308,3 +308,28 @@ def test_sign_out_and_revoke_all(auth: Auth) -> None:
     assert auth.sessions.revoke_all(party.id) == 1
     with pytest.raises(SessionInvalid):
         auth.sessions.validate(tokens[1])
+
+
+def test_a_decoy_challenge_never_verifies(auth: Auth) -> None:  # R31
+    step = auth.start("acme", "email_code", {"email": "nobody@example.com"}, client=CLIENT)
+    assert isinstance(step, Step) and step.flow
+    state = auth._flows.load(step.flow)
+    record = auth.store.get_challenge(state.challenge_id or "")
+    assert record is not None
+    # Whatever code is tried (here: all that fit in the budget), a decoy cannot verify.
+    for guess in ("000000", "123456", "999999", "111111", "654321"):
+        with pytest.raises(VerificationFailed):
+            auth.advance(step.flow, {"code": guess}, client=CLIENT)
+    assert auth.store.get_identity(record.subject) is None
+    assert len(record.subject) == 16
+
+
+def test_spelling_variants_of_an_unknown_address_share_one_decoy_subject(auth: Auth) -> None:  # R10
+    subjects = set()
+    for spelling in ("nobody@example.com", "NOBODY@Example.COM", " nobody@example.com "):
+        step = auth.start("acme", "email_code", {"email": spelling}, client=CLIENT)
+        assert isinstance(step, Step) and step.flow
+        record = auth.store.get_challenge(auth._flows.load(step.flow).challenge_id or "")
+        assert record is not None
+        subjects.add(record.subject)
+    assert len(subjects) == 1

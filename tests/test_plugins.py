@@ -7,8 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import SECRET_KEYS
 
+from conftest import SECRET_KEYS
 from portalauth import Auth, PluginError
 from portalauth.plugins import BUILTIN, DISABLE_ENV, Plugins
 
@@ -17,7 +17,9 @@ def _install_fake_distribution(root: Path, body: str) -> None:
     (root / "acme_portal_plugin.py").write_text(textwrap.dedent(body))
     dist = root / "acme_portal_plugin-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-portal-plugin\nVersion: 1.0\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: acme-portal-plugin\nVersion: 1.0\n"
+    )
     (dist / "entry_points.txt").write_text("[portalauth]\nacme = acme_portal_plugin\n")
 
 
@@ -109,3 +111,93 @@ def test_not_a_strategy_is_refused() -> None:
 
     with pytest.raises(PluginError):
         Auth(SECRET_KEYS, "memory://", plugins=[Bad()], entry_points=False)
+
+
+def test_a_raising_event_listener_does_not_hide_events_from_others() -> None:
+    from portalauth import hookimpl
+
+    seen: list[str] = []
+
+    class Broken:
+        @hookimpl
+        def portalauth_event(self, event: object) -> None:
+            raise RuntimeError("log shipper down")
+
+    class Recorder:
+        @hookimpl
+        def portalauth_event(self, event: object) -> None:
+            seen.append(event.kind)  # type: ignore[attr-defined]
+
+    for order in ([Broken(), Recorder()], [Recorder(), Broken()]):
+        seen.clear()
+        auth = Auth(SECRET_KEYS, "memory://", plugins=order, entry_points=False)
+        auth.portals.create("acme", "Acme")
+        assert seen == ["portal.saved"]
+
+
+def test_raising_or_non_json_session_claims_fail_closed() -> None:
+    from conftest import EmailCodePlugin, code_from
+    from portalauth import PortalAuthError, Step, hookimpl
+
+    class Raising:
+        @hookimpl
+        def portalauth_session_claims(
+            self, identity: object, portal: object, method: str
+        ) -> dict[str, object]:
+            raise RuntimeError("claims service down")
+
+    class NotJson:
+        @hookimpl
+        def portalauth_session_claims(
+            self, identity: object, portal: object, method: str
+        ) -> dict[str, object]:
+            return {"when": object()}
+
+    for plugin in (Raising(), NotJson()):
+        auth = Auth(
+            SECRET_KEYS, "memory://", plugins=[EmailCodePlugin(), plugin], entry_points=False
+        )
+        auth.portals.create("acme", "Acme", methods={"email_code"}, simulate=True)
+        party = auth.directory.add("acme", "Jane", email="jane@example.com")
+        step = auth.start("acme", "email_code", {"email": "jane@example.com"})
+        assert isinstance(step, Step) and step.flow
+        with pytest.raises(PortalAuthError):
+            auth.advance(step.flow, {"code": code_from(auth, identity=party.id)})
+        assert auth.sessions.list(party.id) == []
+
+
+def test_a_plugin_class_instead_of_an_instance_is_a_plugin_error() -> None:
+    from conftest import EmailCodePlugin
+
+    with pytest.raises(PluginError):
+        Auth(SECRET_KEYS, "memory://", plugins=[EmailCodePlugin], entry_points=False)
+
+
+def test_unknown_limit_names_are_refused() -> None:
+    from portalauth import ConfigError
+
+    with pytest.raises(ConfigError, match="start_per_ipp"):
+        Auth(SECRET_KEYS, "memory://", limits={"start_per_ipp": "1/minute"}, entry_points=False)
+
+
+def test_an_enabled_method_with_bad_default_settings_is_refused_at_save() -> None:
+    from conftest import EmailCode
+    from portalauth import ConfigError, hookimpl
+
+    class Fussy(EmailCode):
+        name = "fussy"
+
+        def configure(self, raw):  # type: ignore[no-untyped-def]
+            if "digits" not in raw:
+                raise ConfigError("fussy needs digits")
+            return super().configure(raw)
+
+    class Plugin:
+        @hookimpl
+        def portalauth_add_strategies(self) -> list[object]:
+            return [Fussy()]
+
+    auth = Auth(SECRET_KEYS, "memory://", plugins=[Plugin()], entry_points=False)
+    with pytest.raises(ConfigError, match="digits"):
+        auth.portals.create("acme", "Acme", methods={"fussy"})
+    auth.portals.create("acme", "Acme", methods={"fussy"}, method_settings={"fussy": {"digits": 6}})
