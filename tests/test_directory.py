@@ -610,3 +610,29 @@ def test_directory_changes_emit_events_without_contacts_or_tax_ids(
             assert secret not in text, (event.kind, secret)
         for value in event.detail.values():
             assert not isinstance(value, bytes)
+
+
+def test_a_staff_edit_from_a_stale_read_never_undoes_a_password_change(auth: Auth) -> None:  # R29
+    party = auth.directory.add("acme", "Jane Roe", email="jane@example.com")
+    stale = auth.directory.get(party.id)
+    assert auth.store.replace_password_hash(
+        party.id, "$argon2id$new", expected=None, now=auth.clock.now(), changed=True
+    )
+    auth.store.update_identity(stale.evolve(name="Jane Q. Roe"))
+    current = auth.directory.get(party.id)
+    assert current.name == "Jane Q. Roe"
+    assert current.password_hash == "$argon2id$new"
+    assert current.password_changed_at == auth.clock.now()
+
+
+def test_recording_a_sign_in_never_reverts_a_concurrent_disable(auth: Auth) -> None:
+    party = auth.directory.add("acme", "Jane Roe", email="jane@example.com")
+    stale = auth.directory.get(party.id)
+    auth.directory.update(party.id, disabled=True)
+    auth.directory.record_sign_in(stale, "email_code")
+    current = auth.directory.get(party.id)
+    assert current.disabled
+    assert current.last_sign_in_method == "email_code"
+    # and a staff edit from an old read keeps the recorded sign-in
+    auth.store.update_identity(stale.evolve(name="Jane Q. Roe", disabled=True))
+    assert auth.directory.get(party.id).last_sign_in_method == "email_code"

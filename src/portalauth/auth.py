@@ -21,8 +21,8 @@ that raises anything else, or returns something unexpected, fails closed: nobody
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .challenges import Challenges
@@ -81,6 +81,7 @@ DEFAULT_LIMITS: Mapping[str, str] = {
 }
 
 _MAX_FORM_FIELDS = 32
+_T = TypeVar("_T")
 
 
 class Auth:
@@ -304,7 +305,7 @@ class Auth:
             self.emitter.emit("throttled", detail={"veto": veto[:64]}, **event)
             raise Throttled()
 
-    def _run(self, strategy: Strategy, call: Any) -> Any:
+    def _run(self, strategy: Strategy, call: Callable[[], _T]) -> _T:
         try:
             return call()
         except PortalAuthError:

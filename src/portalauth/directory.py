@@ -285,7 +285,8 @@ class Directory:
         )
 
     def record_sign_in(self, identity: Identity, method: str) -> Identity:
-        """Note a successful sign-in on the identity (shown to staff)."""
-        updated = identity.evolve(last_sign_in_at=self._clock.now(), last_sign_in_method=method)
-        self._store.update_identity(updated)
-        return updated
+        """Note a successful sign-in on the identity (shown to staff). Only the last-sign-in
+        fields are written, so a concurrent staff change is never reverted."""
+        now = self._clock.now()
+        self._store.record_sign_in(identity.id, now, method)
+        return identity.evolve(last_sign_in_at=now, last_sign_in_method=method)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from typing import TypeGuard
 
 from itsdangerous.encoding import base64_decode, base64_encode
 from itsdangerous.exc import BadData
@@ -21,7 +22,7 @@ __all__ = ["is_canonical"]
 _PART = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 
 
-def is_canonical(token: object, *, max_length: int, parts: int) -> bool:
+def is_canonical(token: object, *, max_length: int, parts: int) -> TypeGuard[str]:
     """Whether ``token`` is ``parts`` dot-separated canonical base64url parts within length."""
     if not isinstance(token, str) or not 0 < len(token) <= max_length or not token.isascii():
         return False

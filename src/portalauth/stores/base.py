@@ -49,10 +49,18 @@ class Store(Protocol):
         """
 
     def update_identity(self, identity: Identity) -> None:
-        """Replace the identity with the same id (same uniqueness rule as :meth:`add_identity`).
+        """Replace the identity with the same id (same uniqueness rule as :meth:`add_identity`),
+        **except** ``password_hash`` and ``password_changed_at`` (written only by
+        :meth:`replace_password_hash`) and ``last_sign_in_at`` / ``last_sign_in_method``
+        (written only by :meth:`record_sign_in`), which keep their stored values: a staff edit
+        made from a stale read can never undo a password change or reset.
 
         Raises :class:`~portalauth.errors.NotFound` when there is no such identity.
         """
+
+    def record_sign_in(self, identity_id: str, at: float, method: str) -> None:
+        """Set only ``last_sign_in_at`` and ``last_sign_in_method`` (no other field is
+        written, so a concurrent staff change is never reverted). Unknown ids are ignored."""
 
     def get_identity(self, identity_id: str) -> Identity | None: ...
 
@@ -68,11 +76,18 @@ class Store(Protocol):
         """Delete an identity; its sessions and challenges go with it. True if it existed."""
 
     def replace_password_hash(
-        self, identity_id: str, new_hash: str, *, expected: str | None, now: float
+        self,
+        identity_id: str,
+        new_hash: str,
+        *,
+        expected: str | None,
+        now: float,
+        changed: bool = False,
     ) -> bool:
         """Compare-and-swap the password hash: write ``new_hash`` only if the stored hash is
-        still ``expected`` (``None`` matches "no password yet"). Returns whether it wrote. Used
-        for hash upgrades, so a concurrent password change is never overwritten."""
+        still ``expected`` (``None`` matches "no password yet"). Returns whether it wrote. A
+        hash upgrade passes ``changed=False``; a new password passes ``changed=True``, which also
+        sets ``password_changed_at = now``. A concurrent change is never overwritten."""
 
     # -- challenges -------------------------------------------------------------------------
     def issue_challenge(self, record: ChallengeRecord, *, supersede: bool) -> None:

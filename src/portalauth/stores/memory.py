@@ -67,10 +67,25 @@ class MemoryStore:
 
     def update_identity(self, identity: Identity) -> None:
         with self._lock:
-            if identity.id not in self._identities:
+            stored = self._identities.get(identity.id)
+            if stored is None:
                 raise NotFound()
             self._check_unique(identity)
-            self._identities[identity.id] = identity
+            # Fields with their own writers keep their stored values (see Store.update_identity).
+            self._identities[identity.id] = identity.evolve(
+                password_hash=stored.password_hash,
+                password_changed_at=stored.password_changed_at,
+                last_sign_in_at=stored.last_sign_in_at,
+                last_sign_in_method=stored.last_sign_in_method,
+            )
+
+    def record_sign_in(self, identity_id: str, at: float, method: str) -> None:
+        with self._lock:
+            stored = self._identities.get(identity_id)
+            if stored is not None:
+                self._identities[identity_id] = stored.evolve(
+                    last_sign_in_at=at, last_sign_in_method=method
+                )
 
     def get_identity(self, identity_id: str) -> Identity | None:
         with self._lock:
@@ -107,13 +122,23 @@ class MemoryStore:
             return True
 
     def replace_password_hash(
-        self, identity_id: str, new_hash: str, *, expected: str | None, now: float
+        self,
+        identity_id: str,
+        new_hash: str,
+        *,
+        expected: str | None,
+        now: float,
+        changed: bool = False,
     ) -> bool:
         with self._lock:
             identity = self._identities.get(identity_id)
             if identity is None or identity.password_hash != expected:
                 return False
-            self._identities[identity_id] = identity.evolve(password_hash=new_hash, updated_at=now)
+            self._identities[identity_id] = identity.evolve(
+                password_hash=new_hash,
+                updated_at=now,
+                password_changed_at=now if changed else identity.password_changed_at,
+            )
             return True
 
     # -- challenges

@@ -308,14 +308,16 @@ INSERT INTO portalauth_identities (id, portal, name, email, email_key, email_sta
     password_changed_at, attributes)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-# Parameters: the identity's columns without id, then id (see _identity_params).
+# Parameters: see _update_params. The password and last-sign-in columns have their own writers
+# (_SWAP_HASH, _RECORD_SIGN_IN) and are never written from a possibly stale identity.
 _UPDATE_IDENTITY = """
 UPDATE portalauth_identities SET portal = ?, name = ?, email = ?, email_key = ?,
     email_status = ?, phone = ?, phone_status = ?, disabled = ?, created_at = ?, updated_at = ?,
-    last_sign_in_at = ?, last_sign_in_method = ?, invited_method = ?, invited_at = ?,
-    email_confirmed = ?, tax_id_digest = ?, password_hash = ?, password_changed_at = ?,
-    attributes = ?
+    invited_method = ?, invited_at = ?, email_confirmed = ?, tax_id_digest = ?, attributes = ?
 WHERE id = ?
+"""
+_RECORD_SIGN_IN = """
+UPDATE portalauth_identities SET last_sign_in_at = ?, last_sign_in_method = ? WHERE id = ?
 """
 _GET_IDENTITY = """
 SELECT id, portal, name, email, email_key, email_status, phone, phone_status, disabled,
@@ -362,11 +364,13 @@ SELECT 1 FROM portalauth_identities WHERE portal = ? AND phone = ? AND id <> ? L
 _DELETE_IDENTITY = "DELETE FROM portalauth_identities WHERE id = ?"
 _DELETE_SUBJECT_CHALLENGES = "DELETE FROM portalauth_challenges WHERE subject = ?"
 _SWAP_HASH = """
-UPDATE portalauth_identities SET password_hash = ?, updated_at = ?
+UPDATE portalauth_identities SET password_hash = ?, updated_at = ?,
+    password_changed_at = CASE WHEN ? = 1 THEN ? ELSE password_changed_at END
 WHERE id = ? AND password_hash = ?
 """
 _SET_FIRST_HASH = """
-UPDATE portalauth_identities SET password_hash = ?, updated_at = ?
+UPDATE portalauth_identities SET password_hash = ?, updated_at = ?,
+    password_changed_at = CASE WHEN ? = 1 THEN ? ELSE password_changed_at END
 WHERE id = ? AND password_hash IS NULL
 """
 
@@ -538,7 +542,7 @@ def _load(text: str) -> dict[str, Any]:
 
 
 def _identity_params(i: Identity) -> tuple[Any, ...]:
-    # id last, so the same tuple serves _UPDATE_IDENTITY; _INSERT_IDENTITY takes _insert_params.
+    # Every column, id last (add_identity moves it to the front for _INSERT_IDENTITY).
     return (
         i.portal,
         i.name,
@@ -558,6 +562,27 @@ def _identity_params(i: Identity) -> tuple[Any, ...]:
         i.tax_id_digest,
         i.password_hash,
         i.password_changed_at,
+        _dump(i.attributes),
+        i.id,
+    )
+
+
+def _update_params(i: Identity) -> tuple[Any, ...]:
+    return (
+        i.portal,
+        i.name,
+        i.email,
+        i.email_key,
+        i.email_status,
+        i.phone,
+        i.phone_status,
+        int(i.disabled),
+        i.created_at,
+        i.updated_at,
+        i.invited_method,
+        i.invited_at,
+        int(i.email_confirmed),
+        i.tax_id_digest,
         _dump(i.attributes),
         i.id,
     )
@@ -967,9 +992,10 @@ class SQLStore:
         self._transaction(add)
 
     def update_identity(self, identity: Identity) -> None:
-        """Replace the identity with the same id; :class:`NotFound` if there is none,
-        :class:`ContactTaken` if its e-mail key or phone belongs to another identity."""
-        params = _identity_params(identity)
+        """Replace the identity with the same id (not its password or last-sign-in columns);
+        :class:`NotFound` if there is none, :class:`ContactTaken` if its e-mail key or phone
+        belongs to another identity."""
+        params = _update_params(identity)
 
         def update(execute: Callable[[str, Sequence[Any]], _Cursor]) -> None:
             try:
@@ -980,6 +1006,10 @@ class SQLStore:
                 raise NotFound()
 
         self._transaction(update)
+
+    def record_sign_in(self, identity_id: str, at: float, method: str) -> None:
+        """Write only the last-sign-in columns, in one statement."""
+        self._count(_RECORD_SIGN_IN, (at, method, identity_id))
 
     def get_identity(self, identity_id: str) -> Identity | None:
         row = self._one(_GET_IDENTITY, (identity_id,))
@@ -1016,14 +1046,21 @@ class SQLStore:
         return self._transaction(delete)
 
     def replace_password_hash(
-        self, identity_id: str, new_hash: str, *, expected: str | None, now: float
+        self,
+        identity_id: str,
+        new_hash: str,
+        *,
+        expected: str | None,
+        now: float,
+        changed: bool = False,
     ) -> bool:
         """Compare-and-swap in one conditional ``UPDATE``; True if it wrote."""
+        flag = int(changed)
         if expected is None:
-            changed = self._count(_SET_FIRST_HASH, (new_hash, now, identity_id))
+            count = self._count(_SET_FIRST_HASH, (new_hash, now, flag, now, identity_id))
         else:
-            changed = self._count(_SWAP_HASH, (new_hash, now, identity_id, expected))
-        return changed == 1
+            count = self._count(_SWAP_HASH, (new_hash, now, flag, now, identity_id, expected))
+        return count == 1
 
     # -- challenges -------------------------------------------------------------------------
     def issue_challenge(self, record: ChallengeRecord, *, supersede: bool) -> None:
