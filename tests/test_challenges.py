@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -153,10 +154,13 @@ class ChallengeLifecycle(RuleBasedStateMachine):
     budget is spent, or after a newer challenge superseded it; at most one live challenge.
     """
 
+    kind = "memory"
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = FrozenClock()
-        self.store = open_store("memory", Path())
+        self._dir = tempfile.TemporaryDirectory()
+        self.store = open_store(self.kind, Path(self._dir.name))
         self.challenges = service(self.store, self.clock)
         # model: id -> dict(code, expires_at, attempts, state)
         self.model: dict[str, dict[str, object]] = {}
@@ -207,6 +211,10 @@ class ChallengeLifecycle(RuleBasedStateMachine):
     def wait(self, seconds: int) -> None:
         self.clock.advance(seconds)
 
+    def teardown(self) -> None:
+        self.store.close()
+        self._dir.cleanup()
+
     @invariant()
     def at_most_one_success_each(self) -> None:
         assert all(n <= 1 for n in self.successes.values())
@@ -221,7 +229,12 @@ class ChallengeLifecycle(RuleBasedStateMachine):
         assert len(live) <= 1
 
 
-ChallengeLifecycle.TestCase.settings = hsettings(
-    max_examples=60, stateful_step_count=30, deadline=None
-)
+class ChallengeLifecycleOnSQLite(ChallengeLifecycle):
+    kind = "sqlite"
+
+
+_LIFECYCLE = hsettings(max_examples=60, stateful_step_count=30, deadline=None)
+ChallengeLifecycle.TestCase.settings = _LIFECYCLE
+ChallengeLifecycleOnSQLite.TestCase.settings = _LIFECYCLE
 TestChallengeLifecycle = ChallengeLifecycle.TestCase
+TestChallengeLifecycleOnSQLite = ChallengeLifecycleOnSQLite.TestCase
