@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from attrs import frozen
 
-from portalauth import (
+# Show compared values when a contract test in portalauth.testing fails (before it is imported).
+pytest.register_assert_rewrite("portalauth.testing")
+
+from portalauth import (  # noqa: E402
     Auth,
     Authenticated,
     ClientInfo,
@@ -30,8 +33,8 @@ from portalauth import (
     hookimpl,
     read_code,
 )
-from portalauth.errors import DeliveryFailed
-from portalauth.stores.memory import MemoryStore
+from portalauth.errors import DeliveryFailed  # noqa: E402
+from portalauth.stores.memory import MemoryStore  # noqa: E402
 
 SECRET_KEYS = ["test-key-newest-0123456789abcdef", "test-key-older-0123456789abcdef"]
 
@@ -128,6 +131,8 @@ class EmailCodePlugin:
 
 
 # -- stores -----------------------------------------------------------------------------------
+#: Every store kind the library provides. Every fixture that varies by store is parametrised over
+#: this one tuple; tests/stores/test_contract.py checks that each built-in store scheme is here.
 STORE_KINDS = ("memory", "sqlite")
 
 
@@ -139,6 +144,21 @@ def open_store(kind: str, tmp_path: Path) -> Store:
 
         return SQLStore(f"sqlite:///{tmp_path / 'portalauth.db'}")
     raise AssertionError(kind)
+
+
+@pytest.fixture
+def store(store_kind: str, tmp_path: Path) -> Iterator[Store]:
+    """A fresh, empty store of each kind, closed after the test."""
+    opened = open_store(store_kind, tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def store_kinds() -> tuple[str, ...]:
+    return STORE_KINDS
 
 
 @pytest.fixture

@@ -27,11 +27,6 @@ def service(store: Store, clock: FrozenClock, **kwargs: object) -> Challenges:
     return Challenges(store, clock, KEYS, Emitter(lambda e: None, clock), **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def store(store_kind: str, tmp_path: Path) -> Store:
-    return open_store(store_kind, tmp_path)
-
-
 def test_codes_are_uniform_and_keep_leading_zeros() -> None:  # R2
     challenges = service(open_store("memory", Path()), FrozenClock())
     codes = [challenges.new_code(5) for _ in range(20_000)]
