@@ -262,6 +262,9 @@ class Renderer:
                 subject, f"Subject of message {template!r}", max_len=_SUBJECT_MAX
             )
         for key in _SECRET_KEYS:
+            if key == "code" and context.get("code_in_subject") is True:
+                # The portal opted in (some clients read codes from notification previews).
+                continue
             value = context.get(key)
             secret = "" if value is None else str(value)
             if len(secret) >= _SECRET_MIN and secret in subject:

@@ -319,39 +319,23 @@ WHERE id = ?
 _RECORD_SIGN_IN = """
 UPDATE portalauth_identities SET last_sign_in_at = ?, last_sign_in_method = ? WHERE id = ?
 """
-_GET_IDENTITY = """
+_SELECT_IDENTITY = """
 SELECT id, portal, name, email, email_key, email_status, phone, phone_status, disabled,
     created_at, updated_at, last_sign_in_at, last_sign_in_method, invited_method, invited_at,
     email_confirmed, tax_id_digest, password_hash, password_changed_at, attributes
-FROM portalauth_identities WHERE id = ?
-"""
-_FIND_IDENTITY_BY_EMAIL = """
-SELECT id, portal, name, email, email_key, email_status, phone, phone_status, disabled,
-    created_at, updated_at, last_sign_in_at, last_sign_in_method, invited_method, invited_at,
-    email_confirmed, tax_id_digest, password_hash, password_changed_at, attributes
-FROM portalauth_identities WHERE portal = ? AND email_key = ?
-"""
-_FIND_IDENTITY_BY_PHONE = """
-SELECT id, portal, name, email, email_key, email_status, phone, phone_status, disabled,
-    created_at, updated_at, last_sign_in_at, last_sign_in_method, invited_method, invited_at,
-    email_confirmed, tax_id_digest, password_hash, password_changed_at, attributes
-FROM portalauth_identities WHERE portal = ? AND phone = ?
-"""
+FROM portalauth_identities"""
+_GET_IDENTITY = _SELECT_IDENTITY + " WHERE id = ?"
+_FIND_IDENTITY_BY_EMAIL = _SELECT_IDENTITY + " WHERE portal = ? AND email_key = ?"
+_FIND_IDENTITY_BY_PHONE = _SELECT_IDENTITY + " WHERE portal = ? AND phone = ?"
 # Both given: at most two rows (the indexes are unique); an e-mail match is preferred.
-_FIND_IDENTITY_BY_EITHER = """
-SELECT id, portal, name, email, email_key, email_status, phone, phone_status, disabled,
-    created_at, updated_at, last_sign_in_at, last_sign_in_method, invited_method, invited_at,
-    email_confirmed, tax_id_digest, password_hash, password_changed_at, attributes
-FROM portalauth_identities WHERE portal = ? AND (email_key = ? OR phone = ?)
+_FIND_IDENTITY_BY_EITHER = (
+    _SELECT_IDENTITY
+    + """ WHERE portal = ? AND (email_key = ? OR phone = ?)
 ORDER BY CASE WHEN email_key = ? THEN 0 ELSE 1 END
 LIMIT 1
 """
-_LIST_IDENTITIES = """
-SELECT id, portal, name, email, email_key, email_status, phone, phone_status, disabled,
-    created_at, updated_at, last_sign_in_at, last_sign_in_method, invited_method, invited_at,
-    email_confirmed, tax_id_digest, password_hash, password_changed_at, attributes
-FROM portalauth_identities WHERE portal = ? ORDER BY name, id
-"""
+)
+_LIST_IDENTITIES = _SELECT_IDENTITY + " WHERE portal = ? ORDER BY name, id"
 _IDENTITY_EXISTS = "SELECT 1 FROM portalauth_identities WHERE id = ?"
 _EMAIL_TAKEN = """
 SELECT 1 FROM portalauth_identities WHERE portal = ? AND email_key = ? AND id <> ? LIMIT 1
