@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .challenges import Challenges
@@ -64,6 +64,9 @@ from .rendering import Renderer
 from .sessions import Sessions
 from .stores.base import Store
 from .strategies.base import START, Context, Services, Strategy
+
+if TYPE_CHECKING:
+    from .strategies.share_code import ShareCodes
 
 __all__ = ["DEFAULT_LIMITS", "Auth"]
 
@@ -151,6 +154,7 @@ class Auth:
         self._flows = FlowCodec(self.keyring, self.clock, max_age=flow_max_age)
         # (method, portal slug) -> (settings object it was built from, parsed strategy config)
         self._configs: dict[tuple[str, str], tuple[PortalSettings, Any]] = {}
+        self._staff: dict[str, Any] = {}
 
     # -- wiring ---------------------------------------------------------------------------
     def _open_store(self, store: Store | str) -> Store:
@@ -193,6 +197,25 @@ class Auth:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- staff side of the strategies ------------------------------------------------------
+    def staff(self, method: str) -> Any:
+        """The staff-side API of a strategy (``auth.staff("share_code")``), for strategies that
+        have one (a ``staff(auth)`` method); ``ConfigError`` otherwise."""
+        api = self._staff.get(method)
+        if api is None:
+            strategy = self.plugins.strategy(method)
+            make = getattr(strategy, "staff", None)
+            if strategy is None or not callable(make):
+                raise ConfigError(f"The method {method!r} has no staff API.")
+            api = self._staff[method] = make(self)
+        return api
+
+    @property
+    def share_codes(self) -> ShareCodes:
+        """Issue, send, check and revoke share codes (the ``share_code`` strategy)."""
+        api: ShareCodes = self.staff("share_code")
+        return api
 
     # -- reading what a portal offers ------------------------------------------------------
     def methods(self, portal: str) -> list[Strategy]:

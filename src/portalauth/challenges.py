@@ -176,6 +176,13 @@ class Challenges:
             return None
         return record
 
+    def get_live(self, challenge_id: str) -> ChallengeRecord | None:
+        """The challenge if it is live and unexpired (attempts are not considered)."""
+        record = self._store.get_challenge(challenge_id) if challenge_id else None
+        if record is None or record.state != "live" or self._clock.now() >= record.expires_at:
+            return None
+        return record
+
     def latest(
         self, portal: str, subject: str, purpose: str, scope: str = ""
     ) -> ChallengeRecord | None:

@@ -228,6 +228,17 @@ class Directory:
             raise NotFound("No such person.")
         return found
 
+    def find(self, identity_id: str) -> Identity | None:
+        """The identity, or ``None`` (for strategies: an unknown subject is a failed sign-in)."""
+        return self._store.get_identity(identity_id) if isinstance(identity_id, str) else None
+
+    def record_invitation(self, identity: Identity, method: str) -> Identity:
+        """Note that ``identity`` was invited by ``method`` now (shown to staff)."""
+        current = self.get(identity.id)
+        updated = current.evolve(invited_method=method, invited_at=self._clock.now())
+        self._store.update_identity(updated)
+        return updated
+
     def list(self, portal: str) -> list[Identity]:
         return self._store.list_identities(portal)
 

@@ -32,6 +32,8 @@ EVENT_KINDS = frozenset(
         "identity.deleted",
         "challenge.issued",
         "challenge.revoked",
+        "share_code.issued",
+        "share_code.revoked",
         "message.sent",
         "message.failed",
         "verification.failed",

@@ -42,6 +42,7 @@ DISABLE_ENV = "PORTALAUTH_DISABLE_PLUGINS"
 BUILTIN: tuple[str, ...] = (
     "portalauth.stores",
     "portalauth.delivery",
+    "portalauth.strategies.share_code",
 )
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}", re.ASCII)

@@ -33,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import frozen
 
-from ..challenges import Challenges
+from ..challenges import Challenges, read_code
 from ..client import ClientInfo
 from ..clock import Clock
 from ..config import PortalSettings
@@ -125,6 +125,11 @@ class Context:
     @property
     def now(self) -> float:
         return self.services.clock.now()
+
+    def read_code(self, field: str, digits: int) -> str | None:
+        """The form field if it is exactly ``digits`` ASCII digits, else ``None`` (which
+        :meth:`Challenges.verify` counts as a failed attempt)."""
+        return read_code(self.form.get(field), digits)
 
     def lookup_email(self, value: str, *, channel: str = "email") -> tuple[Identity | None, str]:
         """Who an e-mail address typed by the client belongs to in this portal.
