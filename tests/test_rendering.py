@@ -391,7 +391,7 @@ def test_catalogue_matches_the_template_files() -> None:
             files.add(f"{template}.sms.txt")
         assert files <= names, template
         used = set().union(*(variables(f) for f in files)) - macros
-        assert used <= spec.keys | portal_keys, template
+        assert used <= spec.keys | spec.optional | portal_keys, template
         assert spec.keys <= used | layout, template
     expected = {n for n in names if not n.startswith("_")}
     listed = {n for n in names if n.split(".", 1)[0] in TEMPLATES}

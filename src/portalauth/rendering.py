@@ -68,20 +68,24 @@ class Rendered:
 
 @frozen
 class TemplateSpec:
-    """What a built-in template supports: its ``channels`` and the context ``keys`` it needs."""
+    """What a built-in template supports: its ``channels``, the context ``keys`` it needs and
+    the ``optional`` keys it reads when given."""
 
     channels: frozenset[str]
     keys: frozenset[str]
+    optional: frozenset[str] = frozenset()
 
 
-def _spec(channels: str, keys: str) -> TemplateSpec:
-    return TemplateSpec(frozenset(channels.split()), frozenset(keys.split()))
+def _spec(channels: str, keys: str, optional: str = "") -> TemplateSpec:
+    return TemplateSpec(
+        frozenset(channels.split()), frozenset(keys.split()), frozenset(optional.split())
+    )
 
 
 #: The built-in templates. ``keys`` are needed in addition to the portal keys every template gets.
 TEMPLATES: Mapping[str, TemplateSpec] = MappingProxyType(
     {
-        "code": _spec("email sms", "code minutes identity_name purpose_label"),
+        "code": _spec("email sms", "code minutes identity_name purpose_label", "code_in_subject"),
         "share_code_invite": _spec(
             "email", "share_code identity_name scope_label expires_on sign_in_url"
         ),
