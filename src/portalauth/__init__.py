@@ -31,6 +31,7 @@ from .errors import (
     SignupDisabled,
     StoreUnavailable,
     Throttled,
+    UnknownContact,
     VerificationFailed,
 )
 from .events import Event
@@ -90,6 +91,7 @@ __all__ = [
     "Strategy",
     "SystemClock",
     "Throttled",
+    "UnknownContact",
     "VerificationFailed",
     "__version__",
     "client_ip_from_forwarded",

@@ -29,6 +29,7 @@ __all__ = [
     "SignupDisabled",
     "StoreUnavailable",
     "Throttled",
+    "UnknownContact",
     "VerificationFailed",
 ]
 
@@ -80,6 +81,17 @@ class InvalidContact(InvalidInput):
 
     code = "invalid_contact"
     default_message = "That e-mail address or phone number is not valid."
+
+
+class UnknownContact(PortalAuthError):
+    """The contact a client typed belongs to nobody who can sign in here.
+
+    Raised **only** by portals that opted into helpful errors (``helpful_errors=True``); by
+    default an unknown contact gets the same answer as a known one.
+    """
+
+    code = "unknown_contact"
+    default_message = "We couldn't find that contact. Check your information or contact the office."
 
 
 class ContactTaken(PortalAuthError):

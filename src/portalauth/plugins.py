@@ -43,6 +43,7 @@ BUILTIN: tuple[str, ...] = (
     "portalauth.stores",
     "portalauth.delivery",
     "portalauth.strategies.share_code",
+    "portalauth.strategies.contact_otp",
 )
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}", re.ASCII)
