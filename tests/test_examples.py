@@ -21,8 +21,9 @@ def test_sign_in_example_runs_every_step(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(".", 1)[0] for line in lines if line[:1].isdigit()] == [
-        str(i) for i in range(1, 9)
+        str(i) for i in range(1, 11)
     ]
-    assert "Signed in as Jane Roe" in result.stdout
+    assert "Signed in as Jane Roe by share_code, scope 'case-42'" in result.stdout
+    assert "Signed in as Sam Poe by contact_otp" in result.stdout
     assert "session_invalid" in result.stdout
     assert db.exists() and db.stat().st_size > 0
