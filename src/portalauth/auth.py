@@ -114,13 +114,14 @@ class Auth:
         self.clock: Clock = clock or SystemClock()
         self.keyring = Keyring(secret_keys)
         self.plugins = Plugins(plugins, entry_points=entry_points)
-        self.store: Store = self._open_store(store)
         unknown = set(limits or {}) - set(DEFAULT_LIMITS)
         if unknown:
             raise ConfigError(f"Unknown limit names: {', '.join(sorted(unknown))}.")
         self._limits = {**DEFAULT_LIMITS, **(limits or {})}
         for text in self._limits.values():
             parse_limit(text)
+        # Opened last among the checks, so a configuration error leaves no connection open.
+        self.store: Store = self._open_store(store)
 
         emitter = Emitter(self.plugins.event, self.clock)
         self.emitter = emitter
@@ -230,7 +231,7 @@ class Auth:
     def fields(self, portal: str, method: str, step: str = START) -> tuple[Field, ...]:
         """The inputs of ``step`` of ``method`` in ``portal`` (to render the first form)."""
         _, strategy, config = self._resolve(portal, method)
-        return strategy.fields(step, config)
+        return self._run(strategy, lambda: strategy.fields(step, config))
 
     def strategy_config(self, portal: str, method: str) -> Any:
         """The parsed per-portal settings object of a strategy."""
@@ -248,7 +249,7 @@ class Auth:
         cached = self._configs.get((method, settings.slug))
         if cached is not None and cached[0] is settings:
             return settings, strategy, cached[1]
-        config = strategy.configure(settings.settings_for(method))
+        config = self._run(strategy, lambda: strategy.configure(settings.settings_for(method)))
         self._configs[(method, settings.slug)] = (settings, config)
         return settings, strategy, config
 
@@ -264,7 +265,7 @@ class Auth:
         """Begin a sign-in with ``method`` in ``portal`` using the first step's form ``data``."""
         client = client or ClientInfo()
         settings, strategy, config = self._resolve(portal, method)
-        form = _read_form(data, strategy.fields(START, config))
+        form = _read_form(data, self._run(strategy, lambda: strategy.fields(START, config)))
         self._gate(settings, method, START, client, form, "start_per_ip")
         ctx = Context(
             services=self.services,
@@ -289,7 +290,8 @@ class Auth:
         client = client or ClientInfo()
         state = self._flows.load(flow)
         settings, strategy, config = self._resolve(state.portal, state.method)
-        form = _read_form(data, strategy.fields(state.step, config))
+        step_fields = self._run(strategy, lambda: strategy.fields(state.step, config))
+        form = _read_form(data, step_fields)
         self._gate(settings, state.method, state.step, client, form, "advance_per_ip")
         ctx = Context(
             services=self.services,
@@ -352,7 +354,7 @@ class Auth:
                 flow=self._flows.dump(state),
                 method=ctx.method,
                 next=outcome.step,
-                fields=strategy.fields(outcome.step, ctx.config),
+                fields=self._run(strategy, lambda: strategy.fields(outcome.step, ctx.config)),
                 notice=outcome.notice,
                 sent_to=outcome.sent_to,
                 expires_at=outcome.challenge.expires_at if outcome.challenge else None,

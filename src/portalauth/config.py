@@ -4,8 +4,8 @@ A :class:`PortalSettings` is an immutable, validated value. Staff change a porta
 building a new one with :meth:`PortalSettings.evolve` and saving it through ``auth.portals``; the
 store keeps it as JSON, so every app server sees the change.
 
-Each strategy may declare its own settings class (``Strategy.settings_type``); a portal keeps
-those under ``method_settings[strategy_name]`` and they are validated by that class when saved.
+Each strategy reads its own settings from ``method_settings[strategy_name]``, validated by the
+strategy's ``configure()`` when the portal is saved.
 """
 
 from __future__ import annotations

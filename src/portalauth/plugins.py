@@ -73,8 +73,10 @@ class Plugins:
                 raise PluginError(f"Pass a plugin instance or module, not the class {plugin!r}.")
             try:
                 self._pm.register(plugin)
-            except ValueError as exc:  # registered twice
-                raise PluginError(str(exc)) from None
+            except ValueError:
+                raise PluginError(
+                    f"The plugin {type(plugin).__name__} is registered twice."
+                ) from None
         if entry_points is None:
             entry_points = os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes")
         if entry_points:
@@ -197,8 +199,10 @@ class Plugins:
         """Deliver an event to every listener; one that raises is logged and skipped, so a
         broken listener never hides events from the others or breaks the operation."""
         for impl in self._pm.hook.portalauth_event.get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                continue  # wrappers have nothing to wrap here: each listener is called alone
             try:
-                impl.function(event=event)
+                impl.function(*(event for _ in impl.argnames))
             except Exception:
                 _log.exception("portalauth_event listener %s raised", impl.plugin_name)
 
