@@ -111,6 +111,7 @@ class Auth:
         limits: Mapping[str, str] | None = None,
         flow_max_age: int = 3600,
     ) -> None:
+        self._owned: list[object] = []
         self.clock: Clock = clock or SystemClock()
         self.keyring = Keyring(secret_keys)
         self.plugins = Plugins(plugins, entry_points=entry_points)
@@ -175,7 +176,9 @@ class Auth:
         factory = self.plugins.sender_factory(scheme)
         if factory is None:
             raise ConfigError(f"No sender for {scheme!r} URIs.")
-        return factory(sender)
+        opened = factory(sender)
+        self._owned.append(opened)  # built here from a URI, so closed by close()
+        return opened
 
     def _check_portal(self, settings: PortalSettings) -> None:
         unknown = settings.methods - set(self.plugins.strategies)
@@ -190,7 +193,12 @@ class Auth:
             strategy.configure(settings.settings_for(name))
 
     def close(self) -> None:
-        """Release the store's connections."""
+        """Release the store's connections and the senders built from URIs (a store or sender
+        object passed in stays open: it is the caller's)."""
+        for owned in self._owned:
+            close = getattr(owned, "close", None)
+            if callable(close):
+                close()
         self.store.close()
 
     def __enter__(self) -> Auth:
