@@ -193,8 +193,8 @@ class Auth:
             strategy.configure(settings.settings_for(name))
 
     def close(self) -> None:
-        """Release the store's connections and the senders built from URIs (a store or sender
-        object passed in stays open: it is the caller's)."""
+        """Close the store (also one passed in as an object) and the senders built here from
+        URIs (a sender object passed in stays open: it is the caller's)."""
         for owned in self._owned:
             close = getattr(owned, "close", None)
             if callable(close):
