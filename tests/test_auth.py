@@ -333,3 +333,22 @@ def test_spelling_variants_of_an_unknown_address_share_one_decoy_subject(auth: A
         assert record is not None
         subjects.add(record.subject)
     assert len(subjects) == 1
+
+
+def test_five_digit_codes_with_a_large_failure_budget_warn(auth: Auth) -> None:  # R5
+    from portalauth.errors import WeakCodeWarning
+
+    with pytest.warns(WeakCodeWarning, match="5-digit"):
+        auth.portals.create("firm", "Firm", methods={"share_code"}, failure_budget=20)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auth.portals.create("firm2", "Firm", methods={"share_code"}, failure_budget=10)
+        auth.portals.create(
+            "firm3",
+            "Firm",
+            methods={"share_code"},
+            failure_budget=20,
+            method_settings={"share_code": {"code_digits": 6}},
+        )

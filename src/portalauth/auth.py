@@ -21,6 +21,7 @@ that raises anything else, or returns something unexpected, fails closed: nobody
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ from .errors import (
     PortalAuthError,
     Throttled,
     VerificationFailed,
+    WeakCodeWarning,
 )
 from .events import Emitter
 from .flows import (
@@ -190,7 +192,18 @@ class Auth:
             strategy = self.plugins.strategy(name)
             if strategy is None:
                 raise ConfigError(f"Settings given for unknown method {name!r}.")
-            strategy.configure(settings.settings_for(name))
+            config = strategy.configure(settings.settings_for(name))
+            digits = getattr(config, "code_digits", None)
+            if isinstance(digits, int) and digits < 6 and settings.failure_budget > 10:
+                # R5: 5-digit codes are below NIST's 6-digit floor; their safety rests on the
+                # failure budget, so a larger budget is allowed but called out.
+                warnings.warn(
+                    f"Portal {settings.slug!r}: {name} uses {digits}-digit codes with a "
+                    f"failure budget of {settings.failure_budget} (more than 10); see "
+                    "docs/strategies for the guessing odds.",
+                    WeakCodeWarning,
+                    stacklevel=4,
+                )
 
     def close(self) -> None:
         """Close the store (also one passed in as an object) and the senders built here from

@@ -31,6 +31,7 @@ __all__ = [
     "Throttled",
     "UnknownContact",
     "VerificationFailed",
+    "WeakCodeWarning",
 ]
 
 
@@ -193,3 +194,8 @@ class StoreUnavailable(PortalAuthError):
 
     code = "store_unavailable"
     default_message = "The service is temporarily unavailable. Please try again shortly."
+
+
+class WeakCodeWarning(UserWarning):
+    """A portal pairs short codes with a generous failure budget (R5): allowed, but the odds of
+    an online guesser grow with the budget. Not an error; shown when the portal is saved."""
