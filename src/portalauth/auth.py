@@ -63,6 +63,8 @@ from .portals import Portals
 from .ratelimit import Throttles, parse_limit
 from .records import Identity
 from .rendering import Renderer
+from .second_factor import STEP as SECOND_STEP
+from .second_factor import SecondFactor
 from .sessions import Sessions
 from .stores.base import Store
 from .strategies.base import START, Context, Services, Strategy
@@ -156,6 +158,7 @@ class Auth:
             clock=self.clock,
         )
         self._flows = FlowCodec(self.keyring, self.clock, max_age=flow_max_age)
+        self._second = SecondFactor(self.services)
         # (method, portal slug) -> (settings object it was built from, parsed strategy config)
         self._configs: dict[tuple[str, str], tuple[PortalSettings, Any]] = {}
         self._staff: dict[str, Any] = {}
@@ -310,6 +313,8 @@ class Auth:
         """Continue the flow ``flow`` (from the last :class:`Step`) with this step's form."""
         client = client or ClientInfo()
         state = self._flows.load(flow)
+        if state.step == SECOND_STEP:
+            return self._advance_second_factor(state, data, client)
         settings, strategy, config = self._resolve(state.portal, state.method)
         step_fields = self._run(strategy, lambda: strategy.fields(state.step, config))
         form = _read_form(data, step_fields)
@@ -386,12 +391,57 @@ class Auth:
             identity = outcome.identity
             return self._run(
                 strategy,
-                lambda: self.sign_in(
-                    identity, method=ctx.method, scope=outcome.scope, client=ctx.client
+                lambda: self.complete(
+                    ctx.portal, identity, method=ctx.method, scope=outcome.scope, client=ctx.client
                 ),
             )
         _log.error("strategy %r returned %s", strategy.name, type(outcome).__name__)
         raise PortalAuthError()
+
+    def complete(
+        self,
+        settings: PortalSettings,
+        identity: Identity,
+        *,
+        method: str,
+        scope: str = "",
+        client: ClientInfo | None = None,
+    ) -> Step | SignedIn:
+        """Finish a primary sign-in: the portal's second-factor step if one is due, else
+        :meth:`sign_in`. Strategies' staff-side entry points (a redeemed link) use this too."""
+        kind = self._second.required(settings, identity)
+        if kind is None:
+            return self.sign_in(identity, method=method, scope=scope, client=client)
+        pending = self._second.begin(settings, identity, kind, method=method, scope=scope)
+        state = FlowState(
+            portal=settings.slug, method=method, step=SECOND_STEP, challenge_id=pending.challenge.id
+        )
+        return Step(
+            flow=self._flows.dump(state),
+            method=method,
+            next=SECOND_STEP,
+            fields=self._second.fields(kind),
+            notice=pending.notice,
+            sent_to=pending.sent_to,
+            expires_at=pending.challenge.expires_at,
+        )
+
+    def _advance_second_factor(
+        self, state: FlowState, data: Mapping[str, Any] | None, client: ClientInfo
+    ) -> SignedIn:
+        settings, strategy, _ = self._resolve(state.portal, state.method)
+        pending = self.challenges.get_live(state.challenge_id or "")
+        kind = str(pending.data.get("kind", "")) if pending is not None else ""
+        form = _read_form(data, self._second.fields(kind))
+        self._gate(settings, state.method, SECOND_STEP, client, form, "advance_per_ip")
+        identity, method, scope = self._run(
+            strategy, lambda: self._second.check(settings, state.challenge_id, form)
+        )
+        if method != state.method:
+            raise VerificationFailed()
+        return self._run(
+            strategy, lambda: self.sign_in(identity, method=method, scope=scope, client=client)
+        )
 
     def sign_in(
         self,
