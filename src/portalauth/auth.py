@@ -71,6 +71,7 @@ from .strategies.base import START, Context, Services, Strategy
 
 if TYPE_CHECKING:
     from .strategies.share_code import ShareCodes
+    from .strategies.staff_pin import Pins
 
 __all__ = ["DEFAULT_LIMITS", "Auth"]
 
@@ -240,6 +241,12 @@ class Auth:
     def share_codes(self) -> ShareCodes:
         """Issue, send, check and revoke share codes (the ``share_code`` strategy)."""
         api: ShareCodes = self.staff("share_code")
+        return api
+
+    @property
+    def pins(self) -> Pins:
+        """Issue, check and revoke staff PINs (the ``staff_pin`` strategy)."""
+        api: Pins = self.staff("staff_pin")
         return api
 
     # -- reading what a portal offers ------------------------------------------------------

@@ -34,6 +34,8 @@ EVENT_KINDS = frozenset(
         "challenge.revoked",
         "share_code.issued",
         "share_code.revoked",
+        "pin.issued",
+        "pin.revoked",
         "message.sent",
         "message.failed",
         "verification.failed",

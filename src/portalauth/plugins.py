@@ -44,6 +44,7 @@ BUILTIN: tuple[str, ...] = (
     "portalauth.delivery",
     "portalauth.strategies.share_code",
     "portalauth.strategies.contact_otp",
+    "portalauth.strategies.staff_pin",
 )
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}", re.ASCII)
