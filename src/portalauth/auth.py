@@ -70,6 +70,7 @@ from .stores.base import Store
 from .strategies.base import START, Context, Services, Strategy
 
 if TYPE_CHECKING:
+    from .strategies.magic_link import MagicLinks
     from .strategies.share_code import ShareCodes
     from .strategies.staff_pin import Pins
 
@@ -244,6 +245,12 @@ class Auth:
         return api
 
     @property
+    def magic_links(self) -> MagicLinks:
+        """Invite by link, inspect and redeem links (the ``magic_link`` strategy)."""
+        api: MagicLinks = self.staff("magic_link")
+        return api
+
+    @property
     def pins(self) -> Pins:
         """Issue, check and revoke staff PINs (the ``staff_pin`` strategy)."""
         api: Pins = self.staff("staff_pin")
@@ -297,7 +304,7 @@ class Auth:
         client = client or ClientInfo()
         settings, strategy, config = self._resolve(portal, method)
         form = _read_form(data, self._run(strategy, lambda: strategy.fields(START, config)))
-        self._gate(settings, method, START, client, form, "start_per_ip")
+        self.guard(settings, method, START, client, form, "start_per_ip")
         ctx = Context(
             services=self.services,
             portal=settings,
@@ -325,7 +332,7 @@ class Auth:
         settings, strategy, config = self._resolve(state.portal, state.method)
         step_fields = self._run(strategy, lambda: strategy.fields(state.step, config))
         form = _read_form(data, step_fields)
-        self._gate(settings, state.method, state.step, client, form, "advance_per_ip")
+        self.guard(settings, state.method, state.step, client, form, "advance_per_ip")
         ctx = Context(
             services=self.services,
             portal=settings,
@@ -337,7 +344,7 @@ class Auth:
         outcome = self._run(strategy, lambda: strategy.advance(ctx, state))
         return self._finish(outcome, ctx, strategy)
 
-    def _gate(
+    def guard(
         self,
         settings: PortalSettings,
         method: str,
@@ -346,6 +353,9 @@ class Auth:
         form: Mapping[str, str],
         ip_limit: str,
     ) -> None:
+        """The checks every client-side step passes before a strategy runs: the per-portal and
+        per-client throttles and the ``portalauth_check_attempt`` plugins (``Throttled``).
+        Strategies' own entry points (redeeming a link) call it too."""
         event: dict[str, Any] = {"portal": settings.slug, "method": method, "ip": client.ip}
         self.throttles.hit(self._limits["per_portal"], "portal", settings.slug, **event)
         self.throttles.hit(self._limits[ip_limit], ip_limit, settings.slug, client.ip_key, **event)
@@ -440,7 +450,7 @@ class Auth:
         pending = self.challenges.get_live(state.challenge_id or "")
         kind = str(pending.data.get("kind", "")) if pending is not None else ""
         form = _read_form(data, self._second.fields(kind))
-        self._gate(settings, state.method, SECOND_STEP, client, form, "advance_per_ip")
+        self.guard(settings, state.method, SECOND_STEP, client, form, "advance_per_ip")
         identity, method, scope = self._run(
             strategy, lambda: self._second.check(settings, state.challenge_id, form)
         )

@@ -125,11 +125,14 @@ class Challenges:
         data: Mapping[str, Any] | None = None,
         method: str | None = None,
         decoy: bool = False,
+        lookup_secret: str | None = None,
     ) -> ChallengeRecord:
         """Store a new challenge for ``secret`` (which the caller delivers, never stores).
 
         ``findable`` challenges (share codes, link tokens) can later be found by their secret
         alone with :meth:`find`; the others are verified by id (the id travels in the flow).
+        ``lookup_secret`` makes the challenge findable by a *second* secret (a link token) while
+        ``secret`` stays the one :meth:`verify` checks (the short code in the same e-mail).
         ``decoy`` challenges (for unknown identifiers) store the digest of a fresh 256-bit
         secret instead, so no guess can ever verify one, while they are stored, superseded,
         counted and expired exactly like real ones.
@@ -138,6 +141,10 @@ class Challenges:
         challenge_id = secrets.token_urlsafe(12)
         if decoy:
             secret = secrets.token_urlsafe(32)
+            if lookup_secret is not None:
+                lookup_secret = secrets.token_urlsafe(32)
+        if lookup_secret is not None:
+            findable = True
         record = ChallengeRecord(
             id=challenge_id,
             portal=portal,
@@ -147,7 +154,11 @@ class Challenges:
             digest=self._keyring.digest(
                 "challenge", purpose, portal, subject, challenge_id, secret
             ),
-            lookup=self._keyring.digest("lookup", purpose, portal, secret) if findable else None,
+            lookup=(
+                self._keyring.digest("lookup", purpose, portal, lookup_secret or secret)
+                if findable
+                else None
+            ),
             created_at=now,
             expires_at=now + ttl,
             max_attempts=max_attempts,
@@ -175,6 +186,13 @@ class Challenges:
         if not self._matches(record, secret):
             return None
         return record
+
+    def lookup(self, portal: str, purpose: str, secret: str) -> ChallengeRecord | None:
+        """The challenge findable by ``secret``, in whatever state (for telling "superseded"
+        from "expired" or "used"); ``None`` if there is none."""
+        return self._store.find_challenge(
+            portal, purpose, self._keyring.digests("lookup", purpose, portal, secret)
+        )
 
     def get_live(self, challenge_id: str) -> ChallengeRecord | None:
         """The challenge if it is live and unexpired (attempts are not considered)."""

@@ -34,6 +34,7 @@ EVENT_KINDS = frozenset(
         "challenge.revoked",
         "share_code.issued",
         "share_code.revoked",
+        "invitation.sent",
         "pin.issued",
         "pin.revoked",
         "message.sent",

@@ -45,6 +45,7 @@ BUILTIN: tuple[str, ...] = (
     "portalauth.strategies.share_code",
     "portalauth.strategies.contact_otp",
     "portalauth.strategies.staff_pin",
+    "portalauth.strategies.magic_link",
 )
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}", re.ASCII)

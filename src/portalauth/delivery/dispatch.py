@@ -53,6 +53,30 @@ class Dispatcher:
             return identity.phone_usable
         return False
 
+    def notify_address(
+        self,
+        address: str,
+        portal: PortalSettings,
+        *,
+        template: str,
+        context: Mapping[str, Any],
+        purpose: str,
+        method: str | None = None,
+    ) -> Message:
+        """Send a notice to an address that belongs to no identity (the opt-in "no account
+        here" mail). ``address`` must be the checked address from
+        :func:`~portalauth.contacts.normalize_email`; it never carries a secret."""
+        stand_in = Identity(id="", portal=portal.slug, name="", email=address)
+        return self.send(
+            stand_in,
+            portal,
+            channel="email",
+            template=template,
+            context=context,
+            purpose=purpose,
+            method=method,
+        )
+
     def send(
         self,
         identity: Identity,
@@ -88,7 +112,7 @@ class Dispatcher:
         message = Message(
             id=secrets.token_urlsafe(12),
             portal=portal.slug,
-            identity_id=identity.id,
+            identity_id=identity.id or None,
             channel=channel,
             to=to,
             subject=rendered.subject,
