@@ -8,10 +8,13 @@ one-time secret for it and ends its sessions, so a code sent to an old address d
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from attrs import frozen
 
@@ -57,6 +60,30 @@ def _check_last4(value: object) -> str:
     if not isinstance(value, str) or len(value) != 4 or not value.isascii() or not value.isdigit():
         raise InvalidInput("Enter the last four digits.", field="tax_id_last4")
     return value
+
+
+_EXPORT_COLUMNS = (
+    "name",
+    "email",
+    "phone",
+    "ready",
+    "missing",
+    "invited_method",
+    "invited_at",
+    "last_sign_in_at",
+    "last_sign_in_method",
+)
+
+
+def _cell(value: str) -> str:
+    # A leading = + - @ (or tab/CR) makes spreadsheets evaluate the cell (CSV injection).
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _iso(at: float | None) -> str:
+    if at is None:
+        return ""
+    return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="seconds")
 
 
 @frozen
@@ -282,6 +309,38 @@ class Directory:
             elif required == "tax_id_last4" and identity.tax_id_digest is None:
                 missing.append("tax_id_last4")
         return Readiness(ready=not missing, missing=tuple(missing))
+
+    def export_access_status(self, portal: str, out: TextIO | None = None) -> str:
+        """Every identity's portal access status as CSV (Firm360's export), for staff.
+
+        Columns: name, email, phone, ready, missing, invited_method, invited_at,
+        last_sign_in_at, last_sign_in_method. Times are ISO 8601 UTC. Cells that a spreadsheet
+        would run as a formula (starting with ``= + - @``, tab or CR) are prefixed with ``'``
+        (CSV injection). Written to ``out`` when given; the text is returned either way.
+        """
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(_EXPORT_COLUMNS)
+        for identity in self.list(portal):
+            readiness = self.readiness(identity)
+            writer.writerow(
+                _cell(value)
+                for value in (
+                    identity.name,
+                    identity.email or "",
+                    identity.phone or "",
+                    "yes" if readiness.ready else "no",
+                    " ".join(readiness.missing),
+                    identity.invited_method or "",
+                    _iso(identity.invited_at),
+                    _iso(identity.last_sign_in_at),
+                    identity.last_sign_in_method or "",
+                )
+            )
+        text = buffer.getvalue()
+        if out is not None:
+            out.write(text)
+        return text
 
     def check_tax_id(self, identity: Identity, last4: str) -> bool:
         """Whether ``last4`` matches the stored last four digits (constant time, any key)."""
