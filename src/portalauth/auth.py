@@ -36,7 +36,6 @@ from .delivery.outbox import Outbox
 from .directory import Directory
 from .errors import (
     ConfigError,
-    InvalidInput,
     MethodDisabled,
     NotFound,
     PortalAuthError,
@@ -55,6 +54,7 @@ from .flows import (
     FlowState,
     SignedIn,
     Step,
+    read_form,
 )
 from .keys import Keyring
 from .passwords import PasswordHasher
@@ -71,6 +71,7 @@ from .strategies.base import START, Context, Services, Strategy
 
 if TYPE_CHECKING:
     from .strategies.magic_link import MagicLinks
+    from .strategies.password import Passwords
     from .strategies.share_code import ShareCodes
     from .strategies.staff_pin import Pins
 
@@ -89,7 +90,6 @@ DEFAULT_LIMITS: Mapping[str, str] = {
     "per_portal": "6000/minute",
 }
 
-_MAX_FORM_FIELDS = 32
 _T = TypeVar("_T")
 
 
@@ -251,6 +251,12 @@ class Auth:
         return api
 
     @property
+    def passwords(self) -> Passwords:
+        """Invitations, sign-up, reset and change (the ``password`` strategy)."""
+        api: Passwords = self.staff("password")
+        return api
+
+    @property
     def pins(self) -> Pins:
         """Issue, check and revoke staff PINs (the ``staff_pin`` strategy)."""
         api: Pins = self.staff("staff_pin")
@@ -303,7 +309,7 @@ class Auth:
         """Begin a sign-in with ``method`` in ``portal`` using the first step's form ``data``."""
         client = client or ClientInfo()
         settings, strategy, config = self._resolve(portal, method)
-        form = _read_form(data, self._run(strategy, lambda: strategy.fields(START, config)))
+        form = read_form(data, self._run(strategy, lambda: strategy.fields(START, config)))
         self.guard(settings, method, START, client, form, "start_per_ip")
         ctx = Context(
             services=self.services,
@@ -331,7 +337,7 @@ class Auth:
             return self._advance_second_factor(state, data, client)
         settings, strategy, config = self._resolve(state.portal, state.method)
         step_fields = self._run(strategy, lambda: strategy.fields(state.step, config))
-        form = _read_form(data, step_fields)
+        form = read_form(data, step_fields)
         self.guard(settings, state.method, state.step, client, form, "advance_per_ip")
         ctx = Context(
             services=self.services,
@@ -449,7 +455,7 @@ class Auth:
         settings, strategy, _ = self._resolve(state.portal, state.method)
         pending = self.challenges.get_live(state.challenge_id or "")
         kind = str(pending.data.get("kind", "")) if pending is not None else ""
-        form = _read_form(data, self._second.fields(kind))
+        form = read_form(data, self._second.fields(kind))
         self.guard(settings, state.method, SECOND_STEP, client, form, "advance_per_ip")
         identity, method, scope = self._run(
             strategy, lambda: self._second.check(settings, state.challenge_id, form)
@@ -512,23 +518,3 @@ class Auth:
             if deleted < batch:
                 break
         return total
-
-
-def _read_form(data: object, fields: tuple[Field, ...]) -> dict[str, str]:
-    """Exactly the declared fields, as strings within their length (R22, R23)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping) or len(data) > _MAX_FORM_FIELDS:
-        raise InvalidInput()
-    form: dict[str, str] = {}
-    for declared in fields:
-        value = data.get(declared.name)
-        if value is None:
-            raise InvalidInput("Please fill in every field.", field=declared.name)
-        if not isinstance(value, str):
-            # Lists (a repeated field), numbers, mappings: never coerced.
-            raise InvalidInput(field=declared.name)
-        if len(value) > declared.max_length:
-            raise InvalidInput("That is longer than expected.", field=declared.name)
-        form[declared.name] = value
-    return form

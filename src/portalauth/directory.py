@@ -354,6 +354,15 @@ class Directory:
             identity.tax_id_digest, "tax_id_last4", identity.portal, identity.id, value
         )
 
+    def replace_password_hash(
+        self, identity: Identity, new_hash: str, *, expected: str | None, changed: bool = False
+    ) -> bool:
+        """Compare-and-swap the identity's password hash (see
+        :meth:`Store.replace_password_hash`); ``changed`` stamps ``password_changed_at``."""
+        return self._store.replace_password_hash(
+            identity.id, new_hash, expected=expected, now=self._clock.now(), changed=changed
+        )
+
     def record_sign_in(self, identity: Identity, method: str) -> Identity:
         """Note a successful sign-in on the identity (shown to staff). Only the last-sign-in
         fields are written, so a concurrent staff change is never reverted."""

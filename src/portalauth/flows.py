@@ -24,7 +24,7 @@ from attrs import field, frozen
 from itsdangerous.encoding import base64_encode
 
 from .clock import Clock
-from .errors import FlowInvalid
+from .errors import FlowInvalid, InvalidInput
 from .keys import Keyring
 from .records import ChallengeRecord, Identity
 from .tokens import is_canonical
@@ -40,6 +40,7 @@ __all__ = [
     "Outcome",
     "SignedIn",
     "Step",
+    "read_form",
 ]
 
 #: The longest flow token accepted (a real one is about 130 characters).
@@ -208,3 +209,31 @@ class FlowCodec:
             raise FlowInvalid()
         portal, method, step, challenge_id, _nonce = payload
         return FlowState(portal=portal, method=method, step=step, challenge_id=challenge_id or None)
+
+
+_MAX_FORM_FIELDS = 32
+
+
+def read_form(data: object, fields: tuple[Field, ...]) -> dict[str, str]:
+    """Exactly the declared fields of ``data``, as strings within their declared length.
+
+    Anything else is an :class:`InvalidInput`: a missing field, a value that is not a string
+    (a list from a repeated form field, a number, a mapping: never coerced, R23) or one longer
+    than the field allows (checked before any hashing, R22).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping) or len(data) > _MAX_FORM_FIELDS:
+        raise InvalidInput()
+    form: dict[str, str] = {}
+    for declared in fields:
+        value = data.get(declared.name)
+        if value is None:
+            raise InvalidInput("Please fill in every field.", field=declared.name)
+        if not isinstance(value, str):
+            # Lists (a repeated field), numbers, mappings: never coerced.
+            raise InvalidInput(field=declared.name)
+        if len(value) > declared.max_length:
+            raise InvalidInput("That is longer than expected.", field=declared.name)
+        form[declared.name] = value
+    return form

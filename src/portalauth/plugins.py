@@ -46,6 +46,7 @@ BUILTIN: tuple[str, ...] = (
     "portalauth.strategies.contact_otp",
     "portalauth.strategies.staff_pin",
     "portalauth.strategies.magic_link",
+    "portalauth.strategies.password",
 )
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}", re.ASCII)

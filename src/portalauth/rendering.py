@@ -95,6 +95,8 @@ TEMPLATES: Mapping[str, TemplateSpec] = MappingProxyType(
         "password_reset": _spec("email", "link minutes identity_name"),
         "signup_confirm": _spec("email", "link minutes identity_name"),
         "no_account": _spec("email", "sign_up_url"),
+        "account_exists": _spec("email", "sign_in_url identity_name"),
+        "password_changed": _spec("email", "how identity_name"),
     }
 )
 
@@ -120,8 +122,8 @@ def _host(base_url: str | None) -> str | None:
 
 
 def _check_url(template: str, key: str, value: object) -> None:
-    if value is None and key == "sign_up_url":
-        return  # the one link a template may go without (no self sign-up)
+    if value is None and key in ("sign_up_url", "sign_in_url"):
+        return  # links a notice may go without (no self sign-up, no base_url)
     if not isinstance(value, str) or _URL_BAD_CHARS.search(value):
         raise ConfigError(f"Template {template!r}: {key} must be an absolute http(s) URL.")
     parts = urlsplit(value)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from attrs import field, frozen
 
@@ -29,15 +28,15 @@ from ..contacts import email_send_key, normalize_email
 from ..errors import ConfigError, DeliveryFailed, MethodDisabled, NotReady, VerificationFailed
 from ..flows import Authenticated, Continue, Field, FlowState, SignedIn, Step
 from ..hooks import hookimpl
-from ..records import ChallengeRecord, Identity
+from ..links import LinkStatus, find_link, link_status, link_url
+from ..records import Identity
 from ..strategies.base import START, Context
-from ..tokens import is_canonical
 from ..validation import check_limit, settings_from
 
 if TYPE_CHECKING:
     from ..auth import Auth
 
-__all__ = ["LinkStatus", "MagicLinkSettings", "MagicLinkStrategy", "MagicLinks"]
+__all__ = ["MagicLinkSettings", "MagicLinkStrategy", "MagicLinks"]
 
 NAME = "magic_link"
 SIGN_IN = "magic_link"
@@ -74,20 +73,6 @@ class MagicLinkSettings:
     notify_unknown: bool = False
     #: The page that receives links, appended to the portal's ``base_url``.
     link_path: str = "/sign-in/link"
-
-
-@frozen
-class LinkStatus:
-    """What a link is, without using it: ``state`` is ``valid``, ``superseded`` (a newer link
-    was sent), ``expired``, ``used`` or ``invalid``."""
-
-    state: str
-    purpose: str | None = None
-    expires_at: float | None = None
-
-    @property
-    def valid(self) -> bool:
-        return self.state == "valid"
 
 
 class MagicLinkStrategy:
@@ -150,7 +135,7 @@ class MagicLinkStrategy:
                     channel="email",
                     template="magic_link",
                     context={
-                        "link": link_url(ctx.portal, config, token),
+                        "link": link_url(ctx.portal, config.link_path, token),
                         "code": code,
                         "minutes": config.link_minutes,
                     },
@@ -186,14 +171,6 @@ class MagicLinkStrategy:
 
     def staff(self, auth: Auth) -> MagicLinks:
         return MagicLinks(auth)
-
-
-def link_url(portal: PortalSettings, config: MagicLinkSettings, token: str) -> str:
-    """The link for ``token``, always on the portal's configured ``base_url`` (never a host
-    taken from a request, R37)."""
-    if not portal.base_url:
-        raise ConfigError("Set the portal's base_url to send sign-in links.")
-    return f"{portal.base_url.rstrip('/')}{config.link_path}?token={quote(token)}"
 
 
 class MagicLinks:
@@ -235,7 +212,10 @@ class MagicLinks:
                 settings,
                 channel="email",
                 template="magic_link_invite",
-                context={"link": link_url(settings, config, token), "days": config.invite_days},
+                context={
+                    "link": link_url(settings, config.link_path, token),
+                    "days": config.invite_days,
+                },
                 purpose=INVITE,
                 method=NAME,
             )
@@ -253,32 +233,10 @@ class MagicLinks:
         )
         return record.expires_at
 
-    def _find(self, portal: str, token: object) -> ChallengeRecord | None:
-        if not is_canonical(token, max_length=64, parts=1):
-            return None
-        for purpose in (SIGN_IN, INVITE):
-            record = self._auth.challenges.lookup(portal, purpose, token)
-            if record is not None:
-                return record
-        return None
-
     def inspect(self, portal: str, token: object) -> LinkStatus:
         """What the link is, with no side effect (safe for a GET a mail scanner makes)."""
-        record = self._find(portal, token)
-        if record is None:
-            return LinkStatus(state="invalid")
-        now = self._auth.clock.now()
-        if record.state == "superseded":
-            state = "superseded"
-        elif record.state == "consumed":
-            state = "used"
-        elif record.state != "live":
-            state = "invalid"
-        elif now >= record.expires_at:
-            state = "expired"
-        else:
-            state = "valid"
-        return LinkStatus(state=state, purpose=record.purpose, expires_at=record.expires_at)
+        record = find_link(self._auth.challenges, portal, (SIGN_IN, INVITE), token)
+        return link_status(record, self._auth.clock.now())
 
     def redeem(
         self, portal: str, token: object, *, client: ClientInfo | None = None
@@ -289,7 +247,7 @@ class MagicLinks:
         client = client or ClientInfo()
         settings, _ = self._config(portal)
         self._auth.guard(settings, NAME, "redeem", client, {}, "advance_per_ip")
-        record = self._find(settings.slug, token)
+        record = find_link(self._auth.challenges, settings.slug, (SIGN_IN, INVITE), token)
         if record is None:
             raise VerificationFailed()
         if record.state == "superseded":
