@@ -145,6 +145,13 @@ class Context:
             return identity, identity.id
         return None, self.challenges.decoy_subject(self.portal.slug, key)
 
+    def hit(self, limit: str, *key: str) -> None:
+        """Count one use of ``key`` against ``limit`` (``Throttled`` once over), with this
+        request's portal, method and client on the ``throttled`` event."""
+        self.services.throttles.hit(
+            limit, *key, portal=self.portal.slug, method=self.method, ip=self.client.ip
+        )
+
     def emit(self, kind: str, **fields: Any) -> None:
         """Emit an event stamped with this request's portal, method and client."""
         fields.setdefault("portal", self.portal.slug)

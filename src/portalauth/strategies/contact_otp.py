@@ -139,7 +139,10 @@ class ContactOtpStrategy:
     def start(self, ctx: Context) -> Continue:
         config: ContactOtpSettings = ctx.config
         slug = ctx.portal.slug
-        contact = ctx.directory.read_contact(ctx.portal, ctx.form["contact"])
+        try:
+            contact = ctx.directory.read_contact(ctx.portal, ctx.form["contact"])
+        except InvalidContact as exc:
+            raise InvalidContact(exc.message, field="contact") from None
         if contact.channel not in config.channels:
             raise InvalidContact(
                 "Please enter your e-mail address."
@@ -162,15 +165,19 @@ class ContactOtpStrategy:
             subject = identity.id
 
         existing = ctx.challenges.latest(slug, subject, PURPOSE)
-        if existing is not None and ctx.now - existing.created_at < config.resend_cooldown:
+        if (
+            existing is not None
+            and ctx.now - existing.created_at < config.resend_cooldown
+            and existing.data.get("channel", contact.channel) == contact.channel
+        ):
+            # Within the cooldown the code already sent on this channel stands (R15); asking
+            # on the other channel sends a new code there (and supersedes this one).
             return self._continue(ctx, existing, identity, contact.channel)
 
         destination = email_send_key(contact.key) if contact.channel == "email" else contact.key
-        ctx.throttles.hit(
-            config.codes_per_destination, "otp_destination", slug, destination, portal=slug
-        )
+        ctx.hit(config.codes_per_destination, "otp_destination", slug, destination)
         if contact.channel == "sms":
-            ctx.throttles.hit(config.sms_per_prefix, "otp_prefix", slug, contact.key[:-4])
+            ctx.hit(config.sms_per_prefix, "otp_prefix", slug, contact.key[:-4])
             # The portal-wide SMS budget is spent only by real sends but checked for every
             # request alike, so an exhausted budget answers known and unknown numbers the same.
             if not ctx.throttles.test(config.sms_per_portal, "sms_portal", slug):
@@ -185,12 +192,13 @@ class ContactOtpStrategy:
             secret=code,
             ttl=config.code_minutes * 60,
             max_attempts=config.max_attempts,
+            data={"channel": contact.channel},
             method=NAME,
             decoy=identity is None,
         )
         if identity is not None:
             if contact.channel == "sms":
-                ctx.throttles.hit(config.sms_per_portal, "sms_portal", slug)
+                ctx.hit(config.sms_per_portal, "sms_portal", slug)
             try:
                 ctx.dispatcher.send(
                     identity,

@@ -104,16 +104,12 @@ class MagicLinkStrategy:
         slug = ctx.portal.slug
         address, key = normalize_email(ctx.form["email"])
         identity, subject = ctx.lookup_email(address)
-        ctx.throttles.hit(
-            config.requests_per_address, "link_address", slug, email_send_key(key), portal=slug
-        )
+        ctx.hit(config.requests_per_address, "link_address", slug, email_send_key(key))
         existing = ctx.challenges.latest(slug, subject, SIGN_IN)
         if existing is not None and ctx.now - existing.created_at < config.resend_cooldown:
             return Continue(step="code", challenge=existing, notice=NOTICE)
         # Each new link supersedes the last: cap how often that can happen to one person.
-        ctx.throttles.hit(
-            f"{config.links_per_hour}/hour", "link_supersede", slug, subject, portal=slug
-        )
+        ctx.hit(f"{config.links_per_hour}/hour", "link_supersede", slug, subject)
         token = ctx.challenges.new_token()
         code = ctx.challenges.new_code(CODE_DIGITS)
         challenge = ctx.challenges.issue(

@@ -175,8 +175,8 @@ class ShareCodeStrategy:
     def start(self, ctx: Context) -> Continue:
         config: ShareCodeSettings = ctx.config
         slug = ctx.portal.slug
-        ctx.throttles.hit(config.guesses_per_ip, "share_code_ip", slug, ctx.client.ip_key)
-        ctx.throttles.hit(config.guesses_per_portal, "share_code_portal", slug)
+        ctx.hit(config.guesses_per_ip, "share_code_ip", slug, ctx.client.ip_key)
+        ctx.hit(config.guesses_per_portal, "share_code_portal", slug)
         typed = canonical(ctx.form["share_code"])
         share = ctx.challenges.find(slug, SHARE, typed) if typed else None
         identity = ctx.directory.find(share.subject) if share else None
@@ -197,9 +197,7 @@ class ShareCodeStrategy:
         if existing is not None and ctx.now - existing.created_at < config.resend_cooldown:
             # Within the cooldown the code already sent stands: no second e-mail (R15).
             return self._continue(ctx, existing, identity)
-        ctx.throttles.hit(
-            f"{config.codes_per_hour}/hour", "share_code_sends", slug, subject, portal=slug
-        )
+        ctx.hit(f"{config.codes_per_hour}/hour", "share_code_sends", slug, subject)
         code = ctx.challenges.new_code(config.code_digits)
         challenge = ctx.challenges.issue(
             portal=slug,

@@ -99,7 +99,7 @@ class StaffPinStrategy:
         config: StaffPinSettings = ctx.config
         slug = ctx.portal.slug
         identity, subject = ctx.lookup_email(ctx.form["email"])
-        ctx.throttles.hit(config.attempts_per_address, "pin_address", slug, subject, portal=slug)
+        ctx.hit(config.attempts_per_address, "pin_address", slug, subject)
         # The subject's newest PIN: a known identity's (if any), never another's. Unknown
         # addresses and identities without a PIN fail the same way, through the same budget.
         pin = ctx.challenges.latest(slug, subject, PURPOSE)
