@@ -245,14 +245,17 @@ class Passwords:
     def _set(
         self, identity: Identity, password: str, *, how: str, keep: str | None = None
     ) -> Identity:
-        """Store a new hash, end other sessions and outstanding links, notify (R29, R30, R47)."""
+        """Store a new hash, end other sessions and every outstanding secret, notify (R29, R30,
+        R47)."""
         auth = self._auth
         new_hash = auth.hasher.hash(password)
         if not auth.directory.replace_password_hash(
             identity, new_hash, expected=identity.password_hash, changed=True
         ):
             raise VerificationFailed("Your password was changed meanwhile. Please try again.")
-        auth.challenges.revoke(identity.portal, identity.id, purposes=[RESET, INVITE])
+        # R29/R30: every outstanding secret of the identity (reset and invitation links, codes,
+        # PINs, sign-in links) dies with the old password.
+        auth.challenges.revoke(identity.portal, identity.id)
         auth.sessions.revoke_all(identity.id, keep=keep)
         auth.emitter.emit(
             "password.set", portal=identity.portal, identity_id=identity.id, detail={"how": how}
