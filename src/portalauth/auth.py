@@ -454,7 +454,13 @@ class Auth:
     ) -> SignedIn:
         settings, strategy, _ = self._resolve(state.portal, state.method)
         pending = self.challenges.get_live(state.challenge_id or "")
-        kind = str(pending.data.get("kind", "")) if pending is not None else ""
+        if pending is None:
+            # Expired, used or superseded: fail whatever the form holds (saying "superseded"
+            # when a newer step replaced this one, as every challenge does).
+            dead = self.store.get_challenge(state.challenge_id or "")
+            superseded = dead is not None and dead.state == "superseded"
+            raise VerificationFailed(reason="superseded" if superseded else "invalid")
+        kind = str(pending.data.get("kind", ""))
         form = read_form(data, self._second.fields(kind))
         self.guard(settings, state.method, SECOND_STEP, client, form, "advance_per_ip")
         identity, method, scope = self._run(

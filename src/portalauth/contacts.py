@@ -40,11 +40,13 @@ __all__ = [
     "PHONE_MAX",
     "Email",
     "email_send_key",
+    "is_mobile",
     "looks_like_email",
     "mask_email",
     "mask_phone",
     "normalize_email",
     "normalize_phone",
+    "sms_allowed",
 ]
 
 EMAIL_MAX = 254
@@ -133,6 +135,33 @@ def normalize_phone(value: object, region: str) -> str:
     if number.extension or not phonenumbers.is_valid_number(number):
         raise InvalidContact(field="phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_MOBILE_TYPES = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+
+def is_mobile(e164: str) -> bool:
+    """Whether a stored E.164 number is of a type that receives SMS (mobile, or a region's
+    shared fixed-line-or-mobile range such as the US): never premium-rate, shared-cost,
+    toll-free, VoIP, pager or unknown types (R16)."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_valid_number(number) and (
+        phonenumbers.number_type(number) in _MOBILE_TYPES
+    )
+
+
+def sms_allowed(e164: str, countries: frozenset[str]) -> bool:
+    """Whether portalauth may send an SMS to ``e164``: a mobile number (:func:`is_mobile`) of one
+    of ``countries`` (the portal's ``sms_countries`` allowlist, R16)."""
+    if not is_mobile(e164):
+        return False
+    number = phonenumbers.parse(e164, None)
+    return phonenumbers.region_code_for_number(number) in countries
 
 
 def mask_email(address: str) -> str:

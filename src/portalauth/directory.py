@@ -20,7 +20,7 @@ from attrs import frozen
 
 from .clock import Clock
 from .config import PortalSettings
-from .contacts import looks_like_email, normalize_email, normalize_phone
+from .contacts import is_mobile, looks_like_email, normalize_email, normalize_phone
 from .errors import InvalidInput, NotFound
 from .events import Emitter
 from .keys import Keyring
@@ -304,7 +304,9 @@ class Directory:
         for required in sorted(settings.required_fields):
             if required == "email" and not identity.email_usable:
                 missing.append("email")
-            elif required == "mobile" and not identity.phone_usable:
+            elif required == "mobile" and not (
+                identity.phone_usable and identity.phone is not None and is_mobile(identity.phone)
+            ):
                 missing.append("mobile")
             elif required == "tax_id_last4" and identity.tax_id_digest is None:
                 missing.append("tax_id_last4")

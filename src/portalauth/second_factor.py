@@ -18,7 +18,7 @@ from attrs import frozen
 
 from .challenges import read_code
 from .config import PortalSettings
-from .contacts import mask_email, mask_phone
+from .contacts import mask_email, mask_phone, sms_allowed
 from .errors import DeliveryFailed, VerificationFailed
 from .flows import Field
 from .records import ChallengeRecord, Identity
@@ -112,7 +112,11 @@ class SecondFactor:
             )
             return Pending(record, "Please confirm the last four digits of your Tax ID.", None)
         channel = "sms" if kind == "sms_code" else "email"
-        if not services.dispatcher.can_reach(identity, channel):
+        reachable = services.dispatcher.can_reach(identity, channel)
+        if channel == "sms" and identity.phone is not None:
+            # The same SMS gate as every other SMS (R16): no premium, VoIP or foreign numbers.
+            reachable = reachable and sms_allowed(identity.phone, settings.sms_countries)
+        if not reachable:
             raise VerificationFailed("Your account is not ready yet. Please contact the office.")
         code = services.challenges.new_code(CODE_DIGITS)
         record = services.challenges.issue(

@@ -25,11 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import phonenumbers
 from attrs import field, frozen
 
-from ..config import PortalSettings
-from ..contacts import email_send_key, mask_email, mask_phone
+from ..contacts import email_send_key, mask_email, mask_phone, sms_allowed
 from ..errors import (
     ConfigError,
     DeliveryFailed,
@@ -44,16 +42,12 @@ from ..records import ChallengeRecord, Identity
 from ..strategies.base import START, Context
 from ..validation import check_limit, settings_from
 
-__all__ = ["ContactOtpSettings", "ContactOtpStrategy", "sms_allowed"]
+__all__ = ["ContactOtpSettings", "ContactOtpStrategy"]
 
 NAME = "contact_otp"
 PURPOSE = "contact_login"
 NOTICE = "If that contact is registered with us, we have sent it a code."
 CHANNELS = ("sms", "email")
-
-_SMS_TYPES = frozenset(
-    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
-)
 
 
 def _range(lo: int, hi: int) -> Any:
@@ -93,20 +87,6 @@ class ContactOtpSettings:
     #: Put the code in the e-mail subject (some clients read codes from previews). Off: a
     #: subject shows up in notifications and logs more readily than a body.
     code_in_subject: bool = False
-
-
-def sms_allowed(e164: str, portal: PortalSettings) -> bool:
-    """Whether portalauth may send an SMS code to ``e164`` for ``portal`` (R16): a valid number of
-    one of the portal's ``sms_countries``, of a mobile type."""
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return False
-    return (
-        phonenumbers.is_valid_number(number)
-        and phonenumbers.region_code_for_number(number) in portal.sms_countries
-        and phonenumbers.number_type(number) in _SMS_TYPES
-    )
 
 
 class ContactOtpStrategy:
@@ -150,7 +130,7 @@ class ContactOtpStrategy:
                 else "Please enter your mobile phone number.",
                 field="contact",
             )
-        if contact.channel == "sms" and not sms_allowed(contact.key, ctx.portal):
+        if contact.channel == "sms" and not sms_allowed(contact.key, ctx.portal.sms_countries):
             # Premium, VoIP, toll-free, foreign...: refused for everyone alike (R16).
             raise InvalidContact("We can't send a code to that number.", field="contact")
 

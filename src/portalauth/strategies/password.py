@@ -221,9 +221,11 @@ class Passwords:
 
     @staticmethod
     def _min_length(settings: PortalSettings, config: PasswordSettings) -> int:
-        if settings.second_factor == "none":
-            return config.min_length
-        return config.min_length_with_second_factor
+        # Only a factor asked at every sign-in makes the password one of two (NIST 8-char
+        # floor); a Tax ID asked once does not.
+        if settings.second_factor in ("sms_code", "email_code"):
+            return config.min_length_with_second_factor
+        return config.min_length
 
     def _check(
         self,
