@@ -50,7 +50,7 @@ CONFIRM = "share_code_login"
 
 # No look-alikes: no I/L/1, O/0, S/5, Z/2, B/8.
 LETTERS = "ACDEFGHJKMNPQRTUVWXY"
-DIGITS = "346789"
+DIGITS = "34679"
 _SHAPE = (LETTERS, DIGITS, LETTERS, DIGITS, LETTERS, DIGITS)
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 
@@ -91,7 +91,7 @@ class ShareCodeSettings:
     #: Share-code entries per client address (IPv6 by /64).
     guesses_per_ip: str = field(default="10/minute;60/hour", validator=check_limit)
     #: Share-code entries per portal, from all clients together.
-    guesses_per_portal: str = field(default="600/minute", validator=check_limit)
+    guesses_per_portal: str = field(default="60/minute;2000/day", validator=check_limit)
     #: Whether issuing sends the invitation e-mail, per case type; ``auto_invite_default``
     #: for case types not listed.
     auto_invite: Mapping[str, bool] = field(factory=dict, converter=_auto_invite)
@@ -135,7 +135,7 @@ def display(code: str) -> str:
 
 
 def new_share_code() -> str:
-    """A random share code in canonical form (20·6·20·6·20·6 ≈ 1.7 million values)."""
+    """A random share code in canonical form (20·5·20·5·20·5 = 1,000,000 values)."""
     return "".join(secrets.choice(alphabet) for alphabet in _SHAPE)
 
 
@@ -302,6 +302,10 @@ class ShareCodes:
         readiness = self._auth.directory.readiness(party)
         if not readiness.ready:
             raise NotReady(missing=readiness.missing)
+        if send is None:
+            send = config.auto_invite.get(scope_kind or "", config.auto_invite_default)
+        if send and not settings.base_url:
+            raise ConfigError("Set the portal's base_url to send share-code invitations.")
         code = self._unique_code(settings.slug)
         record = self._auth.challenges.issue(
             portal=settings.slug,
@@ -322,10 +326,15 @@ class ShareCodes:
             actor=actor,
             detail={"scope": scope, "expires_at": record.expires_at},
         )
-        if send is None:
-            send = config.auto_invite.get(scope_kind or "", config.auto_invite_default)
         if send:
-            self._send(party, settings, config, code, record, scope_label or scope)
+            try:
+                self._send(party, settings, config, code, record, scope_label or scope)
+            except DeliveryFailed:
+                # An invitation that never arrived must not leave a live share code behind.
+                self._auth.challenges.revoke(
+                    settings.slug, party.id, purposes=[SHARE, CONFIRM], scope=scope
+                )
+                raise
         return ShareCode(
             code=display(code),
             identity_id=party.id,
