@@ -198,6 +198,9 @@ class Auth:
             if strategy is None:
                 raise ConfigError(f"Settings given for unknown method {name!r}.")
             config = strategy.configure(settings.settings_for(name))
+            check_portal = getattr(strategy, "check_portal", None)
+            if name in settings.methods and callable(check_portal):
+                check_portal(settings)  # portal-level needs (a base_url for links)
             digits = getattr(config, "code_digits", None)
             if isinstance(digits, int) and digits < 6 and settings.failure_budget > 10:
                 # R5: 5-digit codes are below NIST's 6-digit floor; their safety rests on the

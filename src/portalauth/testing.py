@@ -1457,7 +1457,7 @@ class StoreContract:
     def test_challenge_lifecycle_state_machine(self, store: Store) -> None:
         machine = _challenge_lifecycle_machine(store, native_ttl=self.native_ttl)
         # hypothesis leaves run_state_machine_as_test unannotated.
-        run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        run_state_machine_as_test(  # type: ignore[no-untyped-call, unused-ignore]
             machine,
             settings=hypothesis_settings(
                 max_examples=50,

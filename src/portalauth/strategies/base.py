@@ -131,17 +131,23 @@ class Context:
         :meth:`Challenges.verify` counts as a failed attempt)."""
         return read_code(self.form.get(field), digits)
 
-    def lookup_email(self, value: str, *, channel: str = "email") -> tuple[Identity | None, str]:
+    def lookup_email(
+        self, value: str, *, channel: str | None = "email"
+    ) -> tuple[Identity | None, str]:
         """Who an e-mail address typed by the client belongs to in this portal.
 
-        Returns ``(identity, subject)``: the identity if it exists and can be reached on
-        ``channel`` (else ``None``), and the subject to issue a challenge to: its id, or a
-        decoy subject keyed on the canonical address, so unknown addresses behave alike.
-        Raises ``InvalidContact`` for a malformed address (which enumerates nothing).
+        Returns ``(identity, subject)``: the identity if it exists, is not disabled and (unless
+        ``channel`` is ``None``, for methods that send nothing) can be reached on ``channel``
+        (else ``None``), and the subject to issue a challenge to: its id, or a decoy subject
+        keyed on the canonical address, so unknown addresses behave alike. Raises
+        ``InvalidContact`` for a malformed address (which enumerates nothing).
         """
         key = normalize_email(value).key
         identity = self.directory.find_by_email_key(self.portal.slug, key)
-        if identity is not None and self.dispatcher.can_reach(identity, channel):
+        reachable = identity is not None and (
+            channel is None or self.dispatcher.can_reach(identity, channel)
+        )
+        if identity is not None and reachable and not identity.disabled:
             return identity, identity.id
         return None, self.challenges.decoy_subject(self.portal.slug, key)
 

@@ -25,7 +25,14 @@ from attrs import field, frozen
 from ..client import ClientInfo
 from ..config import PortalSettings
 from ..contacts import email_send_key, normalize_email
-from ..errors import ConfigError, DeliveryFailed, MethodDisabled, NotReady, VerificationFailed
+from ..errors import (
+    ConfigError,
+    DeliveryFailed,
+    MethodDisabled,
+    NotReady,
+    UnknownContact,
+    VerificationFailed,
+)
 from ..flows import Authenticated, Continue, Field, FlowState, SignedIn, Step
 from ..hooks import hookimpl
 from ..links import LinkStatus, find_link, link_status, link_url
@@ -99,11 +106,21 @@ class MagicLinkStrategy:
             ),
         )
 
+    def check_portal(self, portal: PortalSettings) -> None:
+        """Links are built on the portal's ``base_url``: refuse to enable without one."""
+        if not portal.base_url:
+            raise ConfigError("magic_link needs the portal's base_url to build links.")
+
     def start(self, ctx: Context) -> Continue:
         config: MagicLinkSettings = ctx.config
         slug = ctx.portal.slug
+        self.check_portal(ctx.portal)  # before anything, so the answer never depends on who
         address, key = normalize_email(ctx.form["email"])
         identity, subject = ctx.lookup_email(address)
+        if identity is None and ctx.portal.helpful_errors:
+            raise UnknownContact(
+                "We don't know that e-mail address here. Check it, or ask the office."
+            )
         ctx.hit(config.requests_per_address, "link_address", slug, email_send_key(key))
         existing = ctx.challenges.latest(slug, subject, SIGN_IN)
         if existing is not None and ctx.now - existing.created_at < config.resend_cooldown:
@@ -188,6 +205,8 @@ class MagicLinks:
         ``NotReady`` while the portal's required fields are missing."""
         party = self._auth.directory.get(identity if isinstance(identity, str) else identity.id)
         settings, config = self._config(party.portal)
+        if not settings.base_url:
+            raise ConfigError("magic_link needs the portal's base_url to build links.")
         readiness = self._auth.directory.readiness(party)
         if not readiness.ready:
             raise NotReady(missing=readiness.missing)

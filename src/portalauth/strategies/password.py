@@ -32,6 +32,7 @@ from ..contacts import email_send_key, normalize_email
 from ..errors import (
     ConfigError,
     ContactTaken,
+    DeliveryFailed,
     InvalidInput,
     MethodDisabled,
     NotReady,
@@ -69,13 +70,14 @@ class PasswordSettings:
     """Per-portal settings of ``password`` (``method_settings["password"]``)."""
 
     #: Minimum length when the password is the only factor (NIST: 15).
-    min_length: int = field(default=15, validator=_range(8, 128))
+    min_length: int = field(default=15, validator=_range(15, 128))
     #: Minimum length when the portal requires a second factor (NIST: 8).
     min_length_with_second_factor: int = field(default=8, validator=_range(8, 128))
     #: Longest password accepted (NIST: at least 64), in characters; never truncated.
     max_length: int = field(default=1024, validator=_range(64, 4096))
     invite_days: int = field(default=7, validator=_range(1, 30))
-    reset_minutes: int = field(default=60, validator=_range(5, 1440))
+    #: Lifetime of a reset link (R48: at most an hour).
+    reset_minutes: int = field(default=60, validator=_range(5, 60))
     confirm_hours: int = field(default=24, validator=_range(1, 168))
     #: Reset requests per e-mail address (without +tag), whoever makes them.
     resets_per_address: str = field(default="3/hour", validator=check_limit)
@@ -93,7 +95,16 @@ def _common_passwords() -> frozenset[str]:
     # A list of common passwords of 8+ characters (lowercased), from public breach corpora as
     # compiled by Royce Williams and shipped by Django; see src/portalauth/data/.
     raw = (resources.files("portalauth") / "data" / "common-passwords.txt.gz").read_bytes()
-    return frozenset(gzip.decompress(raw).decode("utf-8").split())
+    words = set()
+    for word in gzip.decompress(raw).decode("utf-8").split():
+        if word.startswith("$hex[") and word.endswith("]"):
+            # Entries the compilers hex-encoded (they contain separators or odd bytes).
+            try:
+                word = bytes.fromhex(word[5:-1]).decode("utf-8").lower()
+            except ValueError:
+                continue
+        words.add(word)
+    return frozenset(words)
 
 
 def _fold(value: str) -> str:
@@ -142,6 +153,11 @@ class PasswordStrategy:
 
     def configure(self, raw: Mapping[str, Any]) -> PasswordSettings:
         return settings_from(PasswordSettings, raw, NAME)
+
+    def check_portal(self, portal: PortalSettings) -> None:
+        """Invitation, reset and confirmation links need the portal's ``base_url``."""
+        if not portal.base_url:
+            raise ConfigError("password needs the portal's base_url to build its links.")
 
     def fields(self, step: str, config: PasswordSettings) -> tuple[Field, ...]:
         if step != START:
@@ -321,21 +337,27 @@ class Passwords:
         readiness = self._auth.directory.readiness(party)
         if not readiness.ready:
             raise NotReady(missing=readiness.missing)
+        if not party.email_usable:
+            raise DeliveryFailed("This person's e-mail address cannot receive the invitation.")
         record, token = self._issue_link(
             settings, party, purpose=INVITE, ttl=config.invite_days * 86400
         )
-        self._auth.dispatcher.send(
-            party,
-            settings,
-            channel="email",
-            template="password_invite",
-            context={
-                "link": link_url(settings, config.set_password_path, token),
-                "days": config.invite_days,
-            },
-            purpose=INVITE,
-            method=NAME,
-        )
+        try:
+            self._auth.dispatcher.send(
+                party,
+                settings,
+                channel="email",
+                template="password_invite",
+                context={
+                    "link": link_url(settings, config.set_password_path, token),
+                    "days": config.invite_days,
+                },
+                purpose=INVITE,
+                method=NAME,
+            )
+        except DeliveryFailed:
+            self._auth.challenges.revoke(settings.slug, party.id, purposes=[INVITE])
+            raise
         self._auth.directory.record_invitation(party, NAME)
         self._auth.emitter.emit(
             "invitation.sent",
@@ -373,7 +395,9 @@ class Passwords:
             config.resets_per_address, "reset_address", settings.slug, email_send_key(key)
         )
         identity = self._auth.directory.find_by_email_key(settings.slug, key)
-        if identity is not None and identity.email_usable and identity.email_confirmed:
+        # Unconfirmed accounts may reset too: the link proves the mailbox, so an owner can take
+        # back an address somebody else signed up with and never confirmed.
+        if identity is not None and identity.email_usable:
             _, token = self._issue_link(
                 settings,
                 identity,
@@ -437,6 +461,9 @@ class Passwords:
             # Opening the e-mailed link proves the address.
             identity = self._auth.directory.update(identity.id, email_confirmed=True)
         updated = self._set(identity, checked, how=how)
+        # A new password through an e-mailed link is the recovery path: it ends a lockout of
+        # password sign-in (R12).
+        self._auth.challenges.clear_failures(settings.slug, NAME, updated.id)
         return self._auth.complete(settings, updated, method=NAME, client=client)
 
     # -- client: sign-up --------------------------------------------------------------------
@@ -532,6 +559,10 @@ class Passwords:
         session = auth.sessions.validate(session_token)
         identity = auth.directory.get(session.identity_id)
         settings, config = self._config(identity.portal)
+        # Both inputs are checked before any hashing (R22).
+        if not isinstance(current, str) or len(current) > config.max_length:
+            raise InvalidInput(field="current_password")
+        checked = self._check(new, settings, config, name=identity.name, email=identity.email)
         auth.challenges.check_failures(settings, NAME, identity.id)
         ok = (
             identity.password_hash is not None
@@ -540,7 +571,6 @@ class Passwords:
         if not ok:
             auth.challenges.record_failure(settings.slug, NAME, identity.id)
             raise VerificationFailed("Your current password is not correct.")
-        checked = self._check(new, settings, config, name=identity.name, email=identity.email)
         self._set(identity, checked, how="changed", keep=session_token)
 
 

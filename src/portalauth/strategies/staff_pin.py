@@ -98,7 +98,9 @@ class StaffPinStrategy:
     def start(self, ctx: Context) -> Authenticated:
         config: StaffPinSettings = ctx.config
         slug = ctx.portal.slug
-        identity, subject = ctx.lookup_email(ctx.form["email"])
+        # A PIN sends nothing, so a bouncing or opted-out e-mail does not stop it: it is the
+        # fallback for exactly those clients.
+        identity, subject = ctx.lookup_email(ctx.form["email"], channel=None)
         ctx.hit(config.attempts_per_address, "pin_address", slug, subject)
         # The subject's newest PIN: a known identity's (if any), never another's. Unknown
         # addresses and identities without a PIN fail the same way, through the same budget.
