@@ -158,8 +158,39 @@ def recorder() -> Recorder:
 def auth(make_auth: Callable[..., Auth], store_kind: str, recorder: Recorder) -> Auth:
     """An ``Auth`` on every store kind with portal ``lx`` (Lexzur Law, password only)."""
     auth = make_auth(store_kind, plugins=[EmailCodePlugin(), recorder])
-    auth.portals.create(PORTAL, PORTAL_NAME, methods={METHOD}, simulate=True, base_url=BASE_URL)
+    # Most reset tests follow the client into the portal afterwards: opt into sign-in after a
+    # reset here; test_a_reset_does_not_sign_in_by_default covers the default.
+    auth.portals.create(
+        PORTAL,
+        PORTAL_NAME,
+        methods={METHOD},
+        simulate=True,
+        base_url=BASE_URL,
+        method_settings={METHOD: {"sign_in_after_reset": True}},
+    )
     return auth
+
+
+def test_a_reset_does_not_sign_in_by_default(
+    make_auth: Callable[..., Auth], store_kind: str
+) -> None:  # decision 4
+    auth = make_auth(store_kind)
+    open_lx(auth)
+    jane = auth.directory.add(PORTAL, "Jane Roe", email="jane@example.com")
+    auth.passwords.invite(jane)
+    invite = token_of(feed(auth, jane)[0])
+    auth.passwords.accept_invite(PORTAL, invite, "first long passphrase here")
+    auth.passwords.request_reset(PORTAL, {"email": "jane@example.com"}, client=CLIENT)
+    reset = token_of(feed(auth, jane)[0])
+    done = auth.passwords.reset(PORTAL, reset, "second long passphrase here", client=CLIENT)
+    assert isinstance(done, Step)
+    assert done.done
+    assert done.notice is not None and "sign in" in done.notice
+    assert auth.sessions.list(jane.id) == []
+    signed = auth.start(
+        PORTAL, METHOD, {"email": "jane@example.com", "password": "second long passphrase here"}
+    )
+    assert isinstance(signed, SignedIn)
 
 
 @pytest.fixture
@@ -768,7 +799,11 @@ def test_a_reset_does_not_skip_the_second_factor(
     make_auth: Callable[..., Auth], store_kind: str
 ) -> None:  # R48
     auth = make_auth(store_kind)
-    open_lx(auth, second_factor="email_code")
+    open_lx(
+        auth,
+        second_factor="email_code",
+        method_settings={METHOD: {"sign_in_after_reset": True}},
+    )
     kim = auth.directory.add(PORTAL, "Kim Lee", email="kim@example.com")
     first = auth.passwords.accept_invite(PORTAL, invite_token(auth, kim), "eight ch")
     assert isinstance(first, Step)
