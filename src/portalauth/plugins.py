@@ -49,6 +49,8 @@ BUILTIN: tuple[str, ...] = (
     "portalauth.strategies.password",
 )
 
+# Names the core uses for its own steps and failure counts.
+_RESERVED = frozenset({"second_factor"})
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}", re.ASCII)
 _log = logging.getLogger("portalauth.plugins")
 
@@ -111,6 +113,8 @@ class Plugins:
                     raise PluginError(f"Strategy name {name!r} is not a valid name.")
                 if name in found:
                     raise PluginError(f"Two strategies are named {name!r}.")
+                if name in _RESERVED:
+                    raise PluginError(f"The name {name!r} is reserved by the core.")
                 found[name] = strategy
         return found
 

@@ -36,7 +36,7 @@ class Identity:
 
     ``email`` is the address messages go to (as entered, validated and normalised);
     ``email_key`` is its canonical form, unique within the portal, used for matching.
-    ``phone`` is E.164. ``invited`` records the last invitation as ``(method, at)``.
+    ``phone`` is E.164. ``invited_method`` / ``invited_at`` record the last invitation.
     """
 
     id: str

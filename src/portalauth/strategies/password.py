@@ -396,7 +396,13 @@ class Passwords:
         self._auth.guard(settings, NAME, "reset", client, form, "start_per_ip")
         key = normalize_email(form["email"]).key
         self._auth.throttles.hit(
-            config.resets_per_address, "reset_address", settings.slug, email_send_key(key)
+            config.resets_per_address,
+            "reset_address",
+            settings.slug,
+            email_send_key(key),
+            portal=settings.slug,
+            method=NAME,
+            ip=client.ip,
         )
         identity = self._auth.directory.find_by_email_key(settings.slug, key)
         # Unconfirmed accounts may reset too: the link proves the mailbox, so an owner can take
@@ -495,7 +501,13 @@ class Passwords:
         )
         self._auth.guard(settings, NAME, "sign_up", client, form, "start_per_ip")
         self._auth.throttles.hit(
-            config.signups_per_ip, "signup_ip", settings.slug, client.ip_key, portal=settings.slug
+            config.signups_per_ip,
+            "signup_ip",
+            settings.slug,
+            client.ip_key,
+            portal=settings.slug,
+            method=NAME,
+            ip=client.ip,
         )
         address, key = normalize_email(form["email"])
         password = self._check(form["password"], settings, config, name=form["name"], email=address)
@@ -559,13 +571,21 @@ class Passwords:
         return self._auth.complete(settings, identity, method=NAME, client=client)
 
     # -- signed-in client: change -----------------------------------------------------------
-    def change(self, session_token: str, current: object, new: object) -> None:
+    def change(
+        self,
+        session_token: str,
+        current: object,
+        new: object,
+        *,
+        client: ClientInfo | None = None,
+    ) -> None:
         """Change the password of a signed-in client: needs the session and the current
         password (R47); ends every other session of the identity."""
         auth = self._auth
         session = auth.sessions.validate(session_token)
         identity = auth.directory.get(session.identity_id)
         settings, config = self._config(identity.portal)
+        auth.guard(settings, NAME, "change", client or ClientInfo(), {}, "advance_per_ip")
         # Both inputs are checked before any hashing (R22).
         if not isinstance(current, str) or len(current) > config.max_length:
             raise InvalidInput(field="current_password")

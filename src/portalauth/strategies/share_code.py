@@ -377,6 +377,13 @@ class ShareCodes:
             method=NAME,
         )
         self._auth.directory.record_invitation(party, NAME)
+        self._auth.emitter.emit(
+            "invitation.sent",
+            portal=settings.slug,
+            identity_id=party.id,
+            method=NAME,
+            detail={"expires_at": record.expires_at},
+        )
 
     def send(
         self,
