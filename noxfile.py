@@ -39,6 +39,6 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def demo(session: nox.Session) -> None:
-    """Sign a party in against a SQLite file, printing each step."""
-    session.run("python", "-m", "pip", "install", "-q", "-e", ".")
-    session.run("python", "examples/sign_in.py", *session.posargs)
+    """The Flask demo portal on http://127.0.0.1:5000 (``PORT=8000 nox -s demo`` to change)."""
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".[flask]")
+    session.run("python", "examples/flask_portal/app.py", *session.posargs)
