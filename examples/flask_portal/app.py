@@ -31,7 +31,7 @@ from typing import Any
 from flask import Flask, abort, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from portalauth import Auth, Clock, Identity, NotFound, PortalAuthError
+from portalauth import Auth, Clock, Identity, NotFound, PortalAuthError, Sender
 from portalauth.integrations.flask import PortalAuth, error_status
 
 HERE = Path(__file__).resolve().parent
@@ -130,15 +130,18 @@ def create_app(
     testing: bool = False,
     cookie_secure: bool | None = None,
     staff_password: str | None = None,
+    email: Sender | str | None = None,
+    sms: Sender | str | None = None,
 ) -> Flask:
     """The demo app. ``db_path``: the SQLite file (default: in a new temporary directory).
     ``base_url``: where the app is served (links in messages are built on it). Cookies are
     Secure unless ``base_url`` is plain ``http://`` (or ``cookie_secure`` says otherwise).
     What was seeded (the share code, the PIN, the staff login) is in
-    ``app.config["PORTALAUTH_DEMO"]``."""
+    ``app.config["PORTALAUTH_DEMO"]``. ``email`` / ``sms``: senders (or URIs) for when staff turn
+    simulate mode off; without one, that channel's messages stay in the feed."""
     db = Path(db_path) if db_path else Path(tempfile.mkdtemp(prefix="portalauth-demo-")) / "demo.db"
     base_url = base_url.rstrip("/")
-    auth = Auth(secret_keys or _keys(db), f"sqlite:///{db}", clock=clock)
+    auth = Auth(secret_keys or _keys(db), f"sqlite:///{db}", email=email, sms=sms, clock=clock)
     demo: dict[str, str] = {"url": base_url, "db": str(db)}
     if seed and auth.portals.find(FIRM) is None:
         demo.update(seed_demo(auth, base_url, staff_password or secrets.token_urlsafe(12)))
