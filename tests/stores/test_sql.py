@@ -154,7 +154,6 @@ def test_relative_uri_is_resolved_once_at_open(
         "sqlite3:///x.db",
         "file:///x.db",
         "memory://",
-        "postgresql://user@localhost/db",
         "/just/a/path.db",
     ],
 )

@@ -1,58 +1,95 @@
-"""``sqlite:///path``: a store in a relational database, through the plain DB-API.
+"""``sqlite:///path`` and ``postgresql://...``: a store in a relational database.
 
 What this store guarantees, on top of the :class:`~portalauth.stores.base.Store` contract:
 
-- **Atomic across threads and processes.** Every atomic operation of the contract is either one
-  conditional statement (``UPDATE ... WHERE state = 'live' AND ... RETURNING``, an
-  ``INSERT ... ON CONFLICT DO UPDATE``) or several statements inside one write transaction that
-  takes the database's write lock up front (SQLite ``BEGIN IMMEDIATE``). So two app servers on
-  one SQLite file cannot both consume a code, overspend an attempt budget or add one address
-  twice: the database decides, not a check in Python.
+- **Atomic across threads, processes and app servers.** Every atomic operation of the contract is
+  either one conditional statement (``UPDATE ... WHERE state = 'live' AND ... RETURNING``, an
+  ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``) or several statements inside one write
+  transaction that is exclusive where it has to be (SQLite ``BEGIN IMMEDIATE`` takes the
+  database's write lock; PostgreSQL takes a transaction-scoped advisory lock on the challenge key,
+  see :meth:`SQLStore.issue_challenge`). So two app servers cannot both consume a code, overspend
+  an attempt budget or add one address twice: the database decides, not a check in Python.
 - **Uniqueness in the index.** ``(portal, email_key)`` and ``(portal, phone)`` are unique
   indexes, so the check and the insert of :meth:`SQLStore.add_identity` are one step.
-- **Durable, versioned schema.** Tables are named ``portalauth_*`` and created by the library.
-  ``portalauth_schema`` records the schema version; opening a file written by a newer portalauth
-  raises :class:`~portalauth.errors.ConfigError` rather than guessing.
-- **Fail closed.** Any backend failure (locked past the busy timeout, disk I/O error, a file that
-  is not a database, a closed store) raises :class:`~portalauth.errors.StoreUnavailable`, with the
-  driver's exception chained as ``__cause__`` for logs and a message that never carries SQL. So
-  does a constraint the contract has no error for (a session whose identity was just deleted, a
-  reused challenge id); a taken contact is :class:`~portalauth.errors.ContactTaken`. A failed
-  write transaction is rolled back; no partial result is ever returned.
-- **Fork-safe.** A child process never touches a connection it inherited; it opens its own.
+- **Durable, versioned schema.** Tables are named ``portalauth_*`` and created by the library
+  (the same tables and statements on both engines). ``portalauth_schema`` records the schema
+  version; opening a database written by a newer portalauth raises
+  :class:`~portalauth.errors.ConfigError` rather than guessing. Concurrent first opens (several
+  app servers starting at once) create the schema exactly once.
+- **Fail closed.** Any backend failure (SQLite locked past the busy timeout, a disk I/O error, a
+  file that is not a database; PostgreSQL down, unreachable, restarting, a pool with no free
+  connection in time, a lock wait past the timeout; a closed store) raises
+  :class:`~portalauth.errors.StoreUnavailable`, with the driver's exception chained as
+  ``__cause__`` for logs and a message that never carries SQL or credentials. So does a
+  constraint the contract has no error for (a session whose identity was just deleted, a reused
+  challenge id); a taken contact is :class:`~portalauth.errors.ContactTaken`. A failed write
+  transaction is rolled back; no partial result is ever returned.
+- **Fork-safe.** A child process never touches a connection (or pool) it inherited; it opens
+  its own.
 
-SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed transaction survives a process
-crash; a power cut may lose the last few), ``foreign_keys=ON`` and a 10 second busy timeout. Each
-thread gets its own connection in autocommit mode; a single-statement write is its own
-transaction, and multi-statement writes use an explicit ``BEGIN IMMEDIATE``.
+SQLite
+------
+``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``. WAL mode with
+``synchronous=NORMAL`` (a committed transaction survives a process crash; a power cut may lose
+the last few), ``foreign_keys=ON`` and a 10 second busy timeout. Each thread gets its own
+connection in autocommit mode; a single-statement write is its own transaction, and
+multi-statement writes use an explicit ``BEGIN IMMEDIATE``.
 
-Only SQLite is implemented. The SQL is written once, with ``?`` placeholders and only syntax that
-PostgreSQL shares (``RETURNING``, ``ON CONFLICT``, ``CASE`` instead of ``MIN``/``LEAST``), and
-everything engine-specific sits in one :class:`_Dialect` value (how to connect, how to start a
-write transaction, DDL type names, which exceptions mean what). A PostgreSQL dialect is a new
-``_Dialect`` plus the ``?`` → ``%s`` rewrite that :meth:`_Dialect.translate` already does; its
-``begin_write`` must also serialise writers (for example ``SERIALIZABLE`` with retry, or an
-advisory lock), because PostgreSQL's default isolation does not make supersede-then-insert
-exclusive the way ``BEGIN IMMEDIATE`` does.
+PostgreSQL
+----------
+``postgresql://user:password@host:5432/dbname?pool_min=1&pool_max=10&pool_timeout=5`` (or
+``postgres://``), through psycopg 3 and psycopg-pool (``pip install 'portalauth[postgres]'``),
+PostgreSQL 12 or newer. The URI is a libpq connection URI: every libpq parameter
+(``connect_timeout``, ``sslmode``, ``application_name``, several hosts, ...) passes through, and
+``PG*`` environment variables apply as usual. The ``pool_*`` parameters configure the
+connection pool of each store (one pool per process):
+
+- ``pool_min`` (default 1): connections kept open even when idle.
+- ``pool_max`` (default 10, at least ``pool_min``): at most this many connections at once.
+- ``pool_timeout`` (default 5): seconds a call waits for a free connection, or for the server
+  to come back, before it fails closed with ``StoreUnavailable``.
+- ``pool_reconnect_timeout`` (default 10): seconds the pool keeps retrying a lost connection in
+  the background (with backoff) before it leaves the next call to try again.
+
+Without ``connect_timeout`` (and ``PGCONNECT_TIMEOUT``) a connection attempt gives up after 5
+seconds. Each connection runs in autocommit mode with ``READ COMMITTED`` as its default isolation
+and a ``lock_timeout`` of 10 seconds (the SQLite busy timeout). Size ``pool_max`` times the number
+of app processes below the server's ``max_connections``. A pooled connection that the server
+closed (a restart, ``pg_terminate_backend``) is noticed without a round trip and replaced before
+use, so after a server restart calls succeed again without spurious failures. psycopg prepares
+statements it runs often: behind PgBouncer, use session pooling (or PgBouncer 1.21 or newer).
+
+The SQL is written once, with ``?`` placeholders and only syntax both engines share
+(``RETURNING``, ``ON CONFLICT``, ``CASE`` instead of ``MIN``/``LEAST``); everything
+engine-specific sits in one :class:`_Dialect` value (how to start a write transaction, how to lock
+a key, DDL type names, which exceptions mean what).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
+import re
+import select
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from urllib.parse import unquote
 
-from attrs import frozen
+from attrs import field, frozen
 
 from ..config import PortalSettings
 from ..errors import ConfigError, ContactTaken, NotFound, PortalAuthError, StoreUnavailable
 from ..records import ChallengeRecord, Identity, Message, SessionRecord
+
+if TYPE_CHECKING:  # the postgres extra is optional: imported only when a postgresql:// URI is used
+    import psycopg
+    from psycopg_pool import ConnectionPool
 
 __all__ = ["SCHEMA_VERSION", "SQLStore"]
 
@@ -61,6 +98,10 @@ SCHEMA_VERSION = 1
 
 #: How long a connection waits for another writer's lock before the store gives up (seconds).
 BUSY_TIMEOUT = 10.0
+
+#: How often a PostgreSQL statement or transaction is retried after the server rolled it back to
+#: resolve a deadlock or a serialization failure (it had no effect, so running it again is safe).
+_ROLLBACK_RETRIES = 3
 
 _T = TypeVar("_T")
 
@@ -89,9 +130,7 @@ class _Dialect:
     name: str
     #: The driver's parameter marker; statements are written with ``?`` and rewritten to this.
     placeholder: str
-    #: Open a configured connection in autocommit mode to ``target`` (a path or a DSN).
-    connect: Callable[[str], _Connection]
-    #: Starts a transaction that holds the write lock from its first statement.
+    #: Starts a write transaction. SQLite: holds the write lock from its first statement.
     begin_write: str
     #: DDL type names.
     blob_type: str
@@ -105,6 +144,16 @@ class _Dialect:
     constraint_kind: Callable[[Exception], str]
     #: Text naming the violated constraint or its columns (for telling email from phone).
     constraint_text: Callable[[Exception], str]
+    #: Open a configured connection in autocommit mode to a path (``None``: the store pools).
+    connect: Callable[[str], _Connection] | None = None
+    #: A statement taking an exclusive lock on one 64-bit key until the transaction ends, for the
+    #: transactions ``begin_write`` alone does not make exclusive (``None``: it does).
+    lock_key: str | None = None
+    #: The subset of ``errors`` after which the engine rolled the work back and it may be retried.
+    retryable_errors: tuple[type[Exception], ...] = ()
+    #: A failed statement aborts the whole transaction (PostgreSQL): statements that may fail
+    #: and be recovered from run inside a savepoint.
+    error_aborts_transaction: bool = False
 
     def translate(self, sql: str) -> str:
         """``sql`` with ``?`` markers rewritten to this dialect's placeholder."""
@@ -168,6 +217,60 @@ _SQLITE = _Dialect(
     constraint_kind=_sqlite_constraint_kind,
     constraint_text=_sqlite_constraint_text,
 )
+
+
+def _pg_constraint_kind(exc: Exception) -> str:
+    # SQLSTATE class 23: 23505 unique_violation, 23503 foreign_key_violation.
+    state = getattr(exc, "sqlstate", None)
+    return {"23505": "unique", "23503": "foreign_key"}.get(str(state), "other")
+
+
+def _pg_constraint_text(exc: Exception) -> str:
+    # The index name ("portalauth_identities_email_key"), never the row's values.
+    diag = getattr(exc, "diag", None)
+    return str(getattr(diag, "constraint_name", None) or "")
+
+
+@functools.cache
+def _postgres_dialect() -> _Dialect:
+    """The PostgreSQL dialect; imports psycopg, so only when a postgresql:// URI is opened."""
+    try:
+        import psycopg
+        import psycopg_pool  # noqa: F401  (checked here, used by _Pool)
+    except ImportError:
+        raise ConfigError(
+            "PostgreSQL stores need psycopg 3 and psycopg-pool: pip install 'portalauth[postgres]'."
+        ) from None
+    return _Dialect(
+        name="postgresql",
+        placeholder="%s",
+        # READ COMMITTED spelled out (whatever the database's default): each statement of a
+        # transaction then reads what committed before it started, which is what makes the
+        # advisory lock in issue_challenge sufficient (see there).
+        begin_write="BEGIN ISOLATION LEVEL READ COMMITTED",
+        blob_type="BYTEA",
+        serial_pk="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        ordered_text='TEXT COLLATE "C"',  # byte order of UTF-8, i.e. code points
+        # Includes psycopg_pool.PoolTimeout and PoolClosed (OperationalError subclasses).
+        errors=(psycopg.Error,),
+        integrity_errors=(psycopg.IntegrityError,),
+        constraint_kind=_pg_constraint_kind,
+        constraint_text=_pg_constraint_text,
+        lock_key="SELECT pg_advisory_xact_lock(?)",
+        retryable_errors=(psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected),
+        error_aborts_transaction=True,
+    )
+
+
+def _lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory-lock key for ``parts`` (JSON-encoded, so unambiguous). Two keys
+    that collide only serialise two writers that need not be: never a correctness problem."""
+    text = json.dumps(["portalauth", *parts]).encode("ascii")
+    digest = hashlib.blake2b(text, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_SCHEMA_LOCK = _lock_key("schema")
 
 
 # -- schema ---------------------------------------------------------------------------------------
@@ -673,15 +776,58 @@ def _markers(n: int) -> str:
 
 
 # -- URIs -----------------------------------------------------------------------------------------
-def _parse_uri(uri: object) -> tuple[_Dialect, str]:
-    """``(dialect, target)`` for a store URI, or :class:`ConfigError`."""
+@frozen
+class _PoolSettings:
+    """The ``pool_*`` parameters of a postgresql:// URI (see the module docstring)."""
+
+    min_size: int = 1
+    max_size: int = 10
+    timeout: float = 5.0
+    reconnect_timeout: float = 10.0
+
+
+@frozen
+class _Target:
+    """What a store URI names."""
+
+    dialect: _Dialect
+    #: A file path (SQLite) or a libpq connection URI without the ``pool_*`` parameters.
+    location: str
+    #: For ``repr``: the location with any password masked.
+    display: str
+    #: PostgreSQL: pool settings and extra connection parameters; ``None`` for SQLite.
+    pool: _PoolSettings | None = None
+    connect_kwargs: Mapping[str, Any] = field(factory=dict)
+
+
+#: Seconds a PostgreSQL connection attempt may take when the URI does not say.
+DEFAULT_CONNECT_TIMEOUT = 5
+
+_POOL_PARAMETERS = {
+    "pool_min": "min_size",
+    "pool_max": "max_size",
+    "pool_timeout": "timeout",
+    "pool_reconnect_timeout": "reconnect_timeout",
+}
+_WHOLE = re.compile(r"[0-9]{1,6}")
+_SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?")
+# libpq reads the password between "user:" and "@" of the authority.
+_PASSWORD = re.compile(r"^([a-z]+://[^:@/?]*:)[^@/?]*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*")
+
+
+def _parse_uri(uri: object) -> _Target:
+    """What a store URI names, or :class:`ConfigError`."""
     if not isinstance(uri, str):
         raise ConfigError("The store URI must be a string such as sqlite:///portalauth.db.")
     scheme, sep, rest = uri.partition("://")
-    if scheme in ("postgresql", "postgres"):
-        raise ConfigError("This version of portalauth's SQL store supports only sqlite:// URIs.")
+    if scheme in ("postgresql", "postgres") and sep:
+        return _parse_postgres(uri)
     if scheme != "sqlite" or not sep:
-        raise ConfigError("An SQL store URI must start with sqlite:///, as in sqlite:///app.db.")
+        raise ConfigError(
+            "An SQL store URI must start with sqlite:/// (as in sqlite:///app.db) or "
+            "postgresql:// (as in postgresql://user:password@host/dbname)."
+        )
     if ":memory:" in rest or rest in ("", "/"):
         raise ConfigError(
             "An SQLite store needs a file path (sqlite:///relative.db or sqlite:////abs.db); "
@@ -695,14 +841,75 @@ def _parse_uri(uri: object) -> tuple[_Dialect, str]:
     if "\x00" in path or path.endswith("/"):
         raise ConfigError("The sqlite:// URI does not name a database file.")
     # Resolved now: connections open lazily, per thread, and must not follow a later chdir().
-    return _SQLITE, os.path.abspath(path)
+    path = os.path.abspath(path)
+    return _Target(dialect=_SQLITE, location=path, display=path)
+
+
+def _parse_postgres(uri: str) -> _Target:
+    """A postgresql:// URI: the ``pool_*`` parameters are taken out, the rest is checked by
+    libpq's own parser. Error messages never quote the URI (it may hold a password)."""
+    dialect = _postgres_dialect()
+    from psycopg import conninfo as pg_conninfo
+    from psycopg import pq
+
+    if "#" in uri or "\x00" in uri:
+        raise ConfigError("A postgresql:// store URI takes no fragment (#).")
+    base, _, query = uri.partition("?")
+    known = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+    known.add("ssl")  # libpq's URI shorthand for sslmode=require
+    kept: list[str] = []
+    given: dict[str, str] = {}
+    for part in query.split("&") if query else ():
+        raw_name, _, raw_value = part.partition("=")
+        name = unquote(raw_name)
+        if name in _POOL_PARAMETERS:
+            if name in given:
+                raise ConfigError(f"The store URI sets {name} more than once.")
+            given[name] = unquote(raw_value)
+        elif name in known:
+            kept.append(part)
+        else:
+            raise ConfigError(
+                f"Unknown parameter {name[:40]!r} in the postgresql:// store URI: use libpq "
+                f"connection parameters and {', '.join(_POOL_PARAMETERS)}."
+            )
+    location = f"{base}?{'&'.join(kept)}" if kept else base
+    try:
+        params = pg_conninfo.conninfo_to_dict(location)
+    except dialect.errors:
+        raise ConfigError(
+            "The postgresql:// store URI is not a valid libpq connection URI (is a special "
+            "character in the user name or password not percent-encoded?)."
+        ) from None
+    settings: dict[str, Any] = {}
+    for name, value in given.items():
+        pattern = _WHOLE if name in ("pool_min", "pool_max") else _SECONDS
+        if not pattern.fullmatch(value):
+            raise ConfigError(f"{name} in the store URI must be a number of the form 10 or 2.5.")
+        settings[_POOL_PARAMETERS[name]] = int(value) if pattern is _WHOLE else float(value)
+    defaults = _PoolSettings()
+    if "max_size" not in settings:
+        settings["max_size"] = max(defaults.max_size, settings.get("min_size", 0))
+    pool = _PoolSettings(**settings)
+    if pool.max_size < 1 or pool.max_size < pool.min_size:
+        raise ConfigError("pool_max in the store URI must be at least 1 and at least pool_min.")
+    if not (pool.timeout > 0 and pool.reconnect_timeout > 0):
+        raise ConfigError("pool_timeout and pool_reconnect_timeout must be more than 0 seconds.")
+    kwargs: dict[str, Any] = {}
+    if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
+        kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
+    display = _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***@", location))
+    return _Target(
+        dialect=dialect, location=location, display=display, pool=pool, connect_kwargs=kwargs
+    )
 
 
 # -- connections across fork() -------------------------------------------------------------------
-# A SQLite connection must never be used, or even closed, in a child process that inherited it:
-# its locks belong to the parent. Each connection records the fork generation it was opened in; a
-# child sees a newer generation and opens its own. Inherited connections are pinned so that their
-# deallocation in the child can never close them.
+# A connection must never be used, or even closed, in a child process that inherited it: a SQLite
+# connection's locks belong to the parent, and closing a PostgreSQL connection (or a pool's) would
+# end the parent's session on the server. Each connection and pool records the fork generation it
+# was opened in; a child sees a newer generation and opens its own. Inherited connections and
+# pools are pinned so that their deallocation in the child can never close them.
 _fork_generation = 0
 _pinned_for_fork: list[object] = []
 _open_stores: weakref.WeakSet[SQLStore] = weakref.WeakSet()
@@ -744,25 +951,140 @@ class _Local(threading.local):
     slot: _Slot | None = None
 
 
+# -- PostgreSQL connection pool -------------------------------------------------------------------
+def _pg_configure(conn: psycopg.Connection[Any]) -> None:
+    """Session settings of every new pooled connection (one round trip, when it is opened)."""
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, false),"
+        " set_config('default_transaction_isolation', 'read committed', false)",
+        (f"{round(BUSY_TIMEOUT * 1000)}ms",),
+    )
+
+
+def _server_closed(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle pooled connection was closed by the server, found without a round trip.
+
+    An idle connection has nothing to read: if its socket is readable, the server has closed it
+    (a restart sends "terminating connection" and hangs up) or sent something unasked. Either
+    way it is not worth using; a false alarm only costs a reconnection."""
+    if conn.closed:
+        return True
+    try:
+        fd = conn.fileno()
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        readable, _, broken = select.select([fd], [], [fd], 0)
+        return bool(readable or broken)
+    except (OSError, ValueError):
+        return True
+    except Exception as exc:  # the driver says the connection is unusable
+        if isinstance(exc, _postgres_dialect().errors):
+            return True
+        raise
+
+
+class _Pool:
+    """A psycopg_pool.ConnectionPool per process: a forked child opens its own."""
+
+    def __init__(self, conninfo: str, settings: _PoolSettings, kwargs: Mapping[str, Any]) -> None:
+        self._conninfo = conninfo
+        self._settings = settings
+        self._kwargs = {**kwargs, "autocommit": True}
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._generation = -1
+        self._closed = False
+
+    def _current(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pool = self._pool
+        if pool is not None and self._generation == _fork_generation:
+            return pool
+        from psycopg_pool import ConnectionPool
+
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable()
+            if self._pool is not None and self._generation != _fork_generation:
+                _pinned_for_fork.append(self._pool)  # the parent's: never touched here
+                self._pool = None
+            if self._pool is None:
+                s = self._settings
+                self._pool = ConnectionPool(
+                    self._conninfo,
+                    kwargs=self._kwargs,
+                    min_size=s.min_size,
+                    max_size=s.max_size,
+                    timeout=s.timeout,
+                    reconnect_timeout=s.reconnect_timeout,
+                    configure=_pg_configure,
+                    name="portalauth",
+                    open=True,
+                )
+                self._generation = _fork_generation
+            return self._pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[_Connection]:
+        """A connection for one statement or transaction, returned to the pool afterwards (the
+        pool rolls back a transaction left open and replaces a broken connection)."""
+        pool = self._current()
+        conn = pool.getconn()
+        if _server_closed(conn):
+            # Probably a server restart: every idle connection is likely dead. Return this one
+            # and have the pool test them all now (and open new ones), rather than fail a call.
+            pool.putconn(conn)
+            pool.check()
+            conn = pool.getconn()
+        try:
+            yield cast(_Connection, conn)
+        finally:
+            pool.putconn(conn)
+
+    def current(self) -> list[object]:
+        with self._lock:
+            if self._pool is not None and self._generation == _fork_generation:
+                return [self._pool]
+            return []
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            mine = self._generation == _fork_generation
+        if pool is not None and mine:
+            pool.close()
+
+
 # -- the store ------------------------------------------------------------------------------------
 class SQLStore:
-    """A :class:`~portalauth.stores.base.Store` in an SQL database (SQLite for now).
+    """A :class:`~portalauth.stores.base.Store` in an SQL database: SQLite or PostgreSQL.
 
     ``SQLStore("sqlite:///var/portalauth.db")`` opens (creating if needed) the file, switches it
-    to WAL mode and creates or upgrades the schema. Raises :class:`ConfigError` for a malformed
-    URI, a database written by a newer portalauth, or a file system without WAL support; raises
-    :class:`StoreUnavailable` when the file cannot be opened. Safe to share between threads;
-    several processes may open the same file.
+    to WAL mode and creates or upgrades the schema. ``SQLStore("postgresql://...")`` opens a
+    connection pool and creates or upgrades the schema in that database. Raises
+    :class:`ConfigError` for a malformed URI, a database written by a newer portalauth, a file
+    system without WAL support or a missing ``postgres`` extra; raises :class:`StoreUnavailable`
+    when the database cannot be opened or reached. Safe to share between threads; several
+    processes (and app servers, for PostgreSQL) may open the same database.
     """
 
     def __init__(self, uri: str) -> None:
-        self._dialect, self._target = _parse_uri(uri)
+        target = _parse_uri(uri)
+        self._dialect = target.dialect
+        self._target = target.location
+        self._display = target.display
         self._rewrite = self._dialect.placeholder != "?"
         self._errors = self._dialect.errors
         self._integrity = self._dialect.integrity_errors
+        self._retryable = self._dialect.retryable_errors
         self._local = _Local()
         self._lock = threading.Lock()
         self._slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
+        self._pool: _Pool | None = None
+        if target.pool is not None:
+            self._pool = _Pool(target.location, target.pool, target.connect_kwargs)
         self._closed = False
         # slug -> (stored JSON, parsed settings): a portal is read on nearly every request and
         # validating PortalSettings costs far more than comparing the text the row returns.
@@ -775,14 +1097,15 @@ class SQLStore:
             raise
 
     def __repr__(self) -> str:
-        return f"SQLStore({self._dialect.name}:{self._target!r})"
+        return f"SQLStore({self._dialect.name}:{self._display!r})"
 
     # -- connection plumbing ----------------------------------------------------------------
     def _conn(self) -> _Connection:
+        """This thread's connection (SQLite; a pooled store borrows per call instead)."""
         slot = self._local.slot
         if slot is not None and slot.generation == _fork_generation:
             return slot.conn
-        if self._closed:
+        if self._closed or self._dialect.connect is None:
             raise StoreUnavailable()
         conn = self._dialect.connect(self._target)
         slot = _Slot(conn, _fork_generation)
@@ -791,7 +1114,9 @@ class SQLStore:
         self._local.slot = slot
         return conn
 
-    def _current_connections(self) -> list[_Connection]:
+    def _current_connections(self) -> list[object]:
+        if self._pool is not None:
+            return self._pool.current()
         with self._lock:
             return [s.conn for s in self._slots if s.generation == _fork_generation]
 
@@ -807,35 +1132,55 @@ class SQLStore:
         # staff-side error. The driver's exception, kept as __cause__, says which constraint.
         return StoreUnavailable()
 
+    def _run(self, work: Callable[[_Connection], _T]) -> _T:
+        """``work(connection)`` on this thread's connection (SQLite) or a pooled one
+        (PostgreSQL), with every driver exception turned into its typed error.
+
+        On PostgreSQL, work the server rolled back to break a deadlock or a serialization
+        conflict is run again (a few times): it had no effect, so nothing is done twice.
+        """
+        if self._pool is None:
+            try:
+                return work(self._conn())
+            except self._errors as exc:
+                raise self._failure(exc) from exc
+        attempt = 1
+        while True:
+            if self._closed:
+                raise StoreUnavailable()
+            try:
+                with self._pool.connection() as conn:
+                    return work(conn)
+            except self._retryable as exc:
+                if attempt >= _ROLLBACK_RETRIES:
+                    raise self._failure(exc) from exc
+                attempt += 1
+            except self._errors as exc:
+                raise self._failure(exc) from exc
+
     def _one(self, sql: str, params: Sequence[Any]) -> Any:
-        try:
-            return self._conn().execute(self._sql(sql), params).fetchone()
-        except self._errors as exc:
-            raise self._failure(exc) from exc
+        statement = self._sql(sql)
+        return self._run(lambda conn: conn.execute(statement, params).fetchone())
 
     def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        try:
-            return self._conn().execute(self._sql(sql), params).fetchall()
-        except self._errors as exc:
-            raise self._failure(exc) from exc
+        statement = self._sql(sql)
+        return self._run(lambda conn: conn.execute(statement, params).fetchall())
 
     def _count(self, sql: str, params: Sequence[Any]) -> int:
         """Run one write statement (its own transaction); the number of rows it changed."""
-        try:
-            return self._conn().execute(self._sql(sql), params).rowcount
-        except self._errors as exc:
-            raise self._failure(exc) from exc
+        statement = self._sql(sql)
+        return self._run(lambda conn: conn.execute(statement, params).rowcount)
 
     def _transaction(self, body: Callable[[Callable[[str, Sequence[Any]], _Cursor]], _T]) -> _T:
-        """Run ``body(execute)`` in one write transaction holding the write lock throughout.
+        """Run ``body(execute)`` in one write transaction (on SQLite holding the write lock
+        throughout).
 
         Commits if ``body`` returns; rolls back if it raises (its exception propagates, a driver
         exception as its typed error).
         """
-        try:
-            conn = self._conn()
-            sql = self._sql
+        sql = self._sql
 
+        def work(conn: _Connection) -> _T:
             def execute(statement: str, params: Sequence[Any]) -> _Cursor:
                 return conn.execute(sql(statement), params)
 
@@ -846,19 +1191,45 @@ class SQLStore:
             except BaseException:
                 self._rollback(conn)
                 raise
-        except self._errors as exc:
-            raise self._failure(exc) from exc
-        return result
+            return result
+
+        return self._run(work)
 
     def _rollback(self, conn: _Connection) -> None:
-        # Fails only when no transaction is left to roll back (the engine already ended it).
+        # Fails only when no transaction is left to roll back (the engine already ended it, or
+        # the connection is gone, which ends it on the server).
         with contextlib.suppress(*self._errors):
             conn.execute("ROLLBACK")
 
+    def _guarded(
+        self,
+        execute: Callable[[str, Sequence[Any]], _Cursor],
+        statement: str,
+        params: Sequence[Any],
+    ) -> _Cursor:
+        """Run one statement of a transaction that may fail on a constraint and be recovered
+        from: on PostgreSQL, which aborts the whole transaction on an error, inside a savepoint
+        that is rolled back on failure, so the transaction can still look up why."""
+        if not self._dialect.error_aborts_transaction:
+            return execute(statement, params)
+        execute("SAVEPOINT portalauth_guard", ())
+        try:
+            cursor = execute(statement, params)
+        except self._integrity:
+            execute("ROLLBACK TO SAVEPOINT portalauth_guard", ())
+            raise
+        return cursor  # the savepoint ends with the transaction
+
     def _open(self) -> None:
         self._one_time_setup()
+        lock = self._dialect.lock_key
 
         def migrate(execute: Callable[[str, Sequence[Any]], _Cursor]) -> None:
+            if lock is not None:
+                # Several app servers may open a new database at once. PostgreSQL runs DDL
+                # concurrently (even CREATE TABLE IF NOT EXISTS can fail on a race), so the
+                # version check and the migration hold one lock.
+                execute(lock, (_SCHEMA_LOCK,))
             execute(_CREATE_SCHEMA_TABLE, ())
             found = execute(_GET_VERSION, ()).fetchone()
             version = 0 if found is None or found[0] is None else int(found[0])
@@ -883,25 +1254,35 @@ class SQLStore:
         self._transaction(migrate)
 
     def _one_time_setup(self) -> None:
+        if self._pool is not None:
+
+            def check_version(conn: _Connection) -> int:
+                return int(cast("psycopg.Connection[Any]", conn).info.server_version)
+
+            if self._run(check_version) < 120000:
+                raise ConfigError("portalauth needs PostgreSQL 12 or newer.")
+            return
         try:
             conn = self._conn()
-            if self._dialect.name == "sqlite":
-                # Persistent in the file; needs no transaction, so it runs before the migration.
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-                if mode is None or str(mode[0]).lower() != "wal":
-                    raise ConfigError(
-                        "SQLite could not switch this database to WAL mode; put it on a local "
-                        "file system."
-                    )
+            # Persistent in the file; needs no transaction, so it runs before the migration.
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise ConfigError(
+                    "SQLite could not switch this database to WAL mode; put it on a local "
+                    "file system."
+                )
         except self._errors as exc:
             raise self._failure(exc) from exc
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        """Close every connection this store opened (in any thread). Later calls fail closed
-        with :class:`StoreUnavailable`."""
+        """Close every connection this store opened (in any thread), or its pool. Later calls
+        fail closed with :class:`StoreUnavailable`."""
         self._closed = True
         _open_stores.discard(self)
+        if self._pool is not None:
+            with contextlib.suppress(*self._errors):  # best effort: the store is done
+                self._pool.close()
         with self._lock:
             slots = [s for s in self._slots if s.generation == _fork_generation]
             self._slots.clear()
@@ -969,7 +1350,7 @@ class SQLStore:
 
         def add(execute: Callable[[str, Sequence[Any]], _Cursor]) -> None:
             try:
-                execute(_INSERT_IDENTITY, insert_params)
+                self._guarded(execute, _INSERT_IDENTITY, insert_params)
             except self._integrity as exc:
                 raise self._contact_taken(execute, identity, exc, adding=True) from exc
 
@@ -983,7 +1364,7 @@ class SQLStore:
 
         def update(execute: Callable[[str, Sequence[Any]], _Cursor]) -> None:
             try:
-                changed = execute(_UPDATE_IDENTITY, params).rowcount
+                changed = self._guarded(execute, _UPDATE_IDENTITY, params).rowcount
             except self._integrity as exc:
                 raise self._contact_taken(execute, identity, exc, adding=False) from exc
             if changed == 0:
@@ -1055,8 +1436,20 @@ class SQLStore:
             self._count(_INSERT_CHALLENGE, params)
             return
         key = (record.subject, record.portal, record.purpose, record.scope)
+        # SQLite: BEGIN IMMEDIATE already makes the transaction exclusive. PostgreSQL (READ
+        # COMMITTED) would let two issuers both supersede the old challenge and both insert, so
+        # each takes a transaction-scoped advisory lock on the key first. The lock is taken in
+        # its own statement, so the UPDATE that follows reads a snapshot taken after the previous
+        # holder committed, and retires that holder's challenge too: newest wins. Chosen over
+        # SERIALIZABLE with retry because issuers of one key simply queue for a few
+        # milliseconds (no aborted work, no retry loop, no predicate locks on a hot table), and
+        # issuers of different keys never wait for each other.
+        lock = self._dialect.lock_key
+        lock_params = (_lock_key("challenge", *key),) if lock is not None else ()
 
         def issue(execute: Callable[[str, Sequence[Any]], _Cursor]) -> None:
+            if lock is not None:
+                execute(lock, lock_params)
             execute(_SUPERSEDE_CHALLENGES, key)
             execute(_INSERT_CHALLENGE, params)
 
