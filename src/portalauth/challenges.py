@@ -194,6 +194,11 @@ class Challenges:
             portal, purpose, self._keyring.digests("lookup", purpose, portal, secret)
         )
 
+    def pending_second_factors(self, portal: str, subject: str) -> list[ChallengeRecord]:
+        """The subject's live second-factor step, if any (as a list, for revocation checks)."""
+        record = self.latest(portal, subject, "second_factor")
+        return [record] if record is not None else []
+
     def get_live(self, challenge_id: str) -> ChallengeRecord | None:
         """The challenge if it is live and unexpired (attempts are not considered)."""
         record = self._store.get_challenge(challenge_id) if challenge_id else None

@@ -226,7 +226,11 @@ def read_form(data: object, fields: tuple[Field, ...]) -> dict[str, str]:
     if not isinstance(data, Mapping) or len(data) > _MAX_FORM_FIELDS:
         raise InvalidInput()
     form: dict[str, str] = {}
+    getlist = getattr(data, "getlist", None)  # werkzeug MultiDict, Django QueryDict
     for declared in fields:
+        if callable(getlist) and len(getlist(declared.name)) > 1:
+            # A repeated field (email=a&email=b) is refused, never narrowed to one value.
+            raise InvalidInput(field=declared.name)
         value = data.get(declared.name)
         if value is None:
             raise InvalidInput("Please fill in every field.", field=declared.name)

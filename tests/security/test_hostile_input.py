@@ -625,15 +625,6 @@ def _multidicts() -> list[Any]:
     ]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "flows.py:read_form reads each field with Mapping.get: a werkzeug MultiDict or a Django "
-        "MultiValueDict (both Mapping subclasses) holding email=a&email=b silently yields one of "
-        "the values (the first, or the last) and the step runs, vs R23 (repeated values are "
-        "validation errors and are never coerced); the integrations may pass request.form as is"
-    ),
-    strict=True,
-)
 @pytest.mark.parametrize("multidict", _multidicts())
 def test_a_repeated_form_value_is_invalid_input(
     make_auth: Callable[..., Auth], multidict: Callable[[list[tuple[str, str]]], Any]

@@ -230,17 +230,6 @@ def test_staff_revoking_a_pin_or_a_share_code_ends_it(
     assert len(auth.outbox.messages(PORTAL)) == sent  # a revoked share code sends nothing
 
 
-@pytest.mark.xfail(
-    reason=(
-        "auth.py:Auth._advance_second_factor / second_factor.py:SecondFactor.check: a "
-        "second-factor step started from a share code is a separate challenge (scope '') that "
-        "ShareCodes.revoke (purposes share_code and share_code_login, the case's scope) does not "
-        "withdraw, and the step never re-checks the share code, so the party still signs in "
-        "with a session scoped to the revoked case vs R29 (staff revocation invalidates every "
-        "outstanding secret)"
-    ),
-    strict=True,
-)
 def test_revoking_a_share_code_ends_a_second_factor_step_it_started(
     make_auth: Callable[..., Auth], store_kind: str
 ) -> None:  # R29

@@ -414,6 +414,10 @@ class ShareCodes:
         count = self._auth.challenges.revoke(
             party.portal, party.id, purposes=[SHARE, CONFIRM], scope=scope
         )
+        # A second-factor step the share code started must not finish into the revoked case.
+        for pending in self._auth.challenges.pending_second_factors(party.portal, party.id):
+            if pending.data.get("scope") == scope:
+                self._auth.challenges.revoke(party.portal, party.id, purposes=["second_factor"])
         if count:
             self._auth.emitter.emit(
                 "share_code.revoked",
