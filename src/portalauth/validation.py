@@ -10,7 +10,7 @@ import attrs
 from .errors import ConfigError
 from .ratelimit import parse_limit
 
-__all__ = ["check_limit", "settings_from"]
+__all__ = ["check_limit", "int_range", "settings_from"]
 
 _S = TypeVar("_S")
 
@@ -18,6 +18,17 @@ _S = TypeVar("_S")
 def check_limit(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """An attrs validator: ``value`` is a rate limit such as ``"5/hour;50/day"``."""
     parse_limit(value)
+
+
+def int_range(lo: int, hi: int) -> Any:
+    """An attrs validator: a whole number (not a bool) from ``lo`` to ``hi``; ``ConfigError``
+    naming the setting otherwise."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ConfigError(f"{attribute.name} must be a whole number from {lo} to {hi}.")
+
+    return check
 
 
 def settings_from(cls: type[_S], raw: Mapping[str, Any], method: str) -> _S:

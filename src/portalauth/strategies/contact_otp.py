@@ -40,7 +40,7 @@ from ..flows import Authenticated, Continue, Field, FlowState
 from ..hooks import hookimpl
 from ..records import ChallengeRecord, Identity
 from ..strategies.base import START, Context
-from ..validation import check_limit, settings_from
+from ..validation import check_limit, int_range, settings_from
 
 __all__ = ["ContactOtpSettings", "ContactOtpStrategy"]
 
@@ -48,14 +48,6 @@ NAME = "contact_otp"
 PURPOSE = "contact_login"
 NOTICE = "If that contact is registered with us, we have sent it a code."
 CHANNELS = ("sms", "email")
-
-
-def _range(lo: int, hi: int) -> Any:
-    def check(instance: object, attribute: Any, value: object) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ConfigError(f"contact_otp.{attribute.name} must be a whole number {lo}-{hi}.")
-
-    return check
 
 
 def _channels(value: Iterable[str]) -> frozenset[str]:
@@ -71,11 +63,11 @@ def _channels(value: Iterable[str]) -> frozenset[str]:
 class ContactOtpSettings:
     """Per-portal settings of ``contact_otp`` (``method_settings["contact_otp"]``)."""
 
-    code_digits: int = field(default=6, validator=_range(6, 10))
-    code_minutes: int = field(default=10, validator=_range(1, 60))
-    max_attempts: int = field(default=5, validator=_range(1, 10))
+    code_digits: int = field(default=6, validator=int_range(6, 10))
+    code_minutes: int = field(default=10, validator=int_range(1, 60))
+    max_attempts: int = field(default=5, validator=int_range(1, 10))
     #: A second request within this many seconds reuses the code already sent (no new message).
-    resend_cooldown: int = field(default=60, validator=_range(0, 3600))
+    resend_cooldown: int = field(default=60, validator=int_range(0, 3600))
     #: Codes per destination (e-mail without its +tag, or phone number).
     codes_per_destination: str = field(default="5/hour", validator=check_limit)
     #: SMS codes per number prefix (the number without its last four digits).

@@ -38,7 +38,7 @@ from ..hooks import hookimpl
 from ..links import LinkStatus, find_link, link_status, link_url
 from ..records import Identity
 from ..strategies.base import START, Context
-from ..validation import check_limit, settings_from
+from ..validation import check_limit, int_range, settings_from
 
 if TYPE_CHECKING:
     from ..auth import Auth
@@ -52,28 +52,20 @@ CODE_DIGITS = 6
 NOTICE = "If that address is registered, we have e-mailed it a sign-in link and a code."
 
 
-def _range(lo: int, hi: int) -> Any:
-    def check(instance: object, attribute: Any, value: object) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ConfigError(f"magic_link.{attribute.name} must be a whole number {lo}-{hi}.")
-
-    return check
-
-
 @frozen(kw_only=True)
 class MagicLinkSettings:
     """Per-portal settings of ``magic_link`` (``method_settings["magic_link"]``)."""
 
     #: Lifetime of a sign-in link (and its code).
-    link_minutes: int = field(default=15, validator=_range(1, 60))
+    link_minutes: int = field(default=15, validator=int_range(1, 60))
     #: Lifetime of an invitation link.
-    invite_days: int = field(default=7, validator=_range(1, 30))
+    invite_days: int = field(default=7, validator=int_range(1, 30))
     #: Attempts for the code in the sign-in e-mail.
-    max_attempts: int = field(default=5, validator=_range(1, 10))
+    max_attempts: int = field(default=5, validator=int_range(1, 10))
     #: A second request within this many seconds reuses the link already sent.
-    resend_cooldown: int = field(default=60, validator=_range(0, 3600))
+    resend_cooldown: int = field(default=60, validator=int_range(0, 3600))
     #: At most this many links (each superseding the last) per identity per hour.
-    links_per_hour: int = field(default=5, validator=_range(1, 100))
+    links_per_hour: int = field(default=5, validator=int_range(1, 100))
     #: Requests per e-mail address (without +tag), whoever makes them.
     requests_per_address: str = field(default="5/hour", validator=check_limit)
     #: Mail unknown addresses a "there is no account here" notice (off: nothing is sent).

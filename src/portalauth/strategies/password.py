@@ -44,7 +44,7 @@ from ..hooks import hookimpl
 from ..links import LinkStatus, find_link, link_status, link_url
 from ..records import ChallengeRecord, Identity
 from ..strategies.base import START, Context
-from ..validation import check_limit, settings_from
+from ..validation import check_limit, int_range, settings_from
 
 if TYPE_CHECKING:
     from ..auth import Auth
@@ -57,28 +57,20 @@ RESET = "password_reset"
 CONFIRM = "signup_confirm"
 
 
-def _range(lo: int, hi: int) -> Any:
-    def check(instance: object, attribute: Any, value: object) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ConfigError(f"password.{attribute.name} must be a whole number {lo}-{hi}.")
-
-    return check
-
-
 @frozen(kw_only=True)
 class PasswordSettings:
     """Per-portal settings of ``password`` (``method_settings["password"]``)."""
 
     #: Minimum length when the password is the only factor (NIST: 15).
-    min_length: int = field(default=15, validator=_range(15, 128))
+    min_length: int = field(default=15, validator=int_range(15, 128))
     #: Minimum length when the portal requires a second factor (NIST: 8).
-    min_length_with_second_factor: int = field(default=8, validator=_range(8, 128))
+    min_length_with_second_factor: int = field(default=8, validator=int_range(8, 128))
     #: Longest password accepted (NIST: at least 64), in characters; never truncated.
-    max_length: int = field(default=1024, validator=_range(64, 4096))
-    invite_days: int = field(default=7, validator=_range(1, 30))
+    max_length: int = field(default=1024, validator=int_range(64, 4096))
+    invite_days: int = field(default=7, validator=int_range(1, 30))
     #: Lifetime of a reset link (R48: at most an hour).
-    reset_minutes: int = field(default=60, validator=_range(5, 60))
-    confirm_hours: int = field(default=24, validator=_range(1, 168))
+    reset_minutes: int = field(default=60, validator=int_range(5, 60))
+    confirm_hours: int = field(default=24, validator=int_range(1, 168))
     #: Sign the client in right after a reset. Off by default (security requirements,
     #: decision 4): a reset proves the mailbox, not the person, so the client signs in anew.
     sign_in_after_reset: bool = False

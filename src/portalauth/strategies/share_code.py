@@ -36,7 +36,7 @@ from ..flows import Authenticated, Continue, Field, FlowState
 from ..hooks import hookimpl
 from ..records import ChallengeRecord, Identity
 from ..strategies.base import START, Context
-from ..validation import check_limit, settings_from
+from ..validation import check_limit, int_range, settings_from
 
 if TYPE_CHECKING:
     from ..auth import Auth
@@ -57,14 +57,6 @@ _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 NOTICE = "If that share code is valid, we have e-mailed a confirmation code to the party's address."
 
 
-def _range(lo: int, hi: int) -> Any:
-    def check(instance: object, attribute: Any, value: object) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ConfigError(f"share_code.{attribute.name} must be a whole number {lo}-{hi}.")
-
-    return check
-
-
 def _auto_invite(value: Mapping[str, bool] | None) -> Mapping[str, bool]:
     result = dict(value or {})
     if not all(isinstance(k, str) and isinstance(v, bool) for k, v in result.items()):
@@ -77,17 +69,17 @@ class ShareCodeSettings:
     """Per-portal settings of ``share_code`` (``method_settings["share_code"]``)."""
 
     #: How long a share code stays valid.
-    validity_days: int = field(default=30, validator=_range(1, 365))
+    validity_days: int = field(default=30, validator=int_range(1, 365))
     #: Digits of the e-mailed confirmation code (5 as in the seed; 6+ is NIST's floor).
-    code_digits: int = field(default=5, validator=_range(5, 10))
+    code_digits: int = field(default=5, validator=int_range(5, 10))
     #: Lifetime of a confirmation code.
-    code_minutes: int = field(default=15, validator=_range(1, 60))
+    code_minutes: int = field(default=15, validator=int_range(1, 60))
     #: Attempts per confirmation code.
-    max_attempts: int = field(default=5, validator=_range(1, 10))
+    max_attempts: int = field(default=5, validator=int_range(1, 10))
     #: Re-entering the share code within this many seconds reuses the code already sent.
-    resend_cooldown: int = field(default=60, validator=_range(0, 3600))
+    resend_cooldown: int = field(default=60, validator=int_range(0, 3600))
     #: At most this many confirmation codes per party per hour.
-    codes_per_hour: int = field(default=5, validator=_range(1, 100))
+    codes_per_hour: int = field(default=5, validator=int_range(1, 100))
     #: Share-code entries per client address (IPv6 by /64).
     guesses_per_ip: str = field(default="10/minute;60/hour", validator=check_limit)
     #: Share-code entries per portal, from all clients together.

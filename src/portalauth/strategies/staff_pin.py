@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from ..errors import ConfigError, MethodDisabled, VerificationFailed
+from ..errors import MethodDisabled, VerificationFailed
 from ..flows import Authenticated, Field, FlowState
 from ..hooks import hookimpl
 from ..records import Identity
 from ..strategies.base import START, Context
-from ..validation import check_limit, settings_from
+from ..validation import check_limit, int_range, settings_from
 
 if TYPE_CHECKING:
     from ..auth import Auth
@@ -34,22 +34,14 @@ PURPOSE = "staff_pin"
 DIGITS = 6
 
 
-def _range(lo: int, hi: int) -> Any:
-    def check(instance: object, attribute: Any, value: object) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ConfigError(f"staff_pin.{attribute.name} must be a whole number {lo}-{hi}.")
-
-    return check
-
-
 @frozen(kw_only=True)
 class StaffPinSettings:
     """Per-portal settings of ``staff_pin`` (``method_settings["staff_pin"]``)."""
 
     #: How long a PIN stays valid.
-    valid_hours: int = field(default=24, validator=_range(1, 168))
+    valid_hours: int = field(default=24, validator=int_range(1, 168))
     #: Attempts per PIN.
-    max_attempts: int = field(default=5, validator=_range(1, 10))
+    max_attempts: int = field(default=5, validator=int_range(1, 10))
     #: Sign-in attempts per e-mail address (canonical), whoever makes them.
     attempts_per_address: str = field(default="10/hour", validator=check_limit)
 
