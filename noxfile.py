@@ -1,5 +1,5 @@
 """Developer tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s docs``,
-``nox -s demo``. ``.ci/run`` runs the same sessions on a clean checkout."""
+``nox -s demo``, ``nox -s bench``. ``.ci/run`` runs the same sessions on a clean checkout."""
 
 from __future__ import annotations
 
@@ -42,3 +42,10 @@ def demo(session: nox.Session) -> None:
     """The Flask demo portal on http://127.0.0.1:5000 (``PORT=8000 nox -s demo`` to change)."""
     session.run("python", "-m", "pip", "install", "-q", "-e", ".[flask]")
     session.run("python", "examples/flask_portal/app.py", *session.posargs)
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """The benchmarks against their raw limits (``nox -s bench -- --quick`` for a short run)."""
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".")
+    session.run("python", "benchmarks/run.py", *session.posargs)
