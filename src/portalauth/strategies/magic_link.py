@@ -29,13 +29,12 @@ from ..errors import (
     ConfigError,
     DeliveryFailed,
     MethodDisabled,
-    NotReady,
     UnknownContact,
     VerificationFailed,
 )
 from ..flows import Authenticated, Continue, Field, FlowState, SignedIn, Step
 from ..hooks import hookimpl
-from ..links import LinkStatus, find_link, link_status, link_url
+from ..links import LinkStatus, find_link, link_status, link_url, send_invitation
 from ..records import Identity
 from ..strategies.base import START, Context
 from ..validation import check_limit, int_range, settings_from
@@ -199,46 +198,17 @@ class MagicLinks:
         settings, config = self._config(party.portal)
         if not settings.base_url:
             raise ConfigError("magic_link needs the portal's base_url to build links.")
-        readiness = self._auth.directory.readiness(party)
-        if not readiness.ready:
-            raise NotReady(missing=readiness.missing)
-        token = self._auth.challenges.new_token()
-        record = self._auth.challenges.issue(
-            portal=settings.slug,
-            subject=party.id,
+        return send_invitation(
+            self._auth,
+            party,
+            settings,
+            method=NAME,
             purpose=INVITE,
-            secret=self._auth.challenges.new_token(),  # nothing to type: the link is the proof
-            lookup_secret=token,
-            ttl=config.invite_days * 86400,
-            max_attempts=1,
-            method=NAME,
-        )
-        try:
-            self._auth.dispatcher.send(
-                party,
-                settings,
-                channel="email",
-                template="magic_link_invite",
-                context={
-                    "link": link_url(settings, config.link_path, token),
-                    "days": config.invite_days,
-                },
-                purpose=INVITE,
-                method=NAME,
-            )
-        except DeliveryFailed:
-            self._auth.challenges.revoke(settings.slug, party.id, purposes=[INVITE])
-            raise
-        self._auth.directory.record_invitation(party, NAME)
-        self._auth.emitter.emit(
-            "invitation.sent",
-            portal=settings.slug,
-            identity_id=party.id,
-            method=NAME,
+            template="magic_link_invite",
+            path=config.link_path,
+            days=config.invite_days,
             actor=actor,
-            detail={"expires_at": record.expires_at},
         )
-        return record.expires_at
 
     def inspect(self, portal: str, token: object) -> LinkStatus:
         """What the link is, with no side effect (safe for a GET a mail scanner makes)."""

@@ -32,16 +32,14 @@ from ..contacts import email_send_key, normalize_email
 from ..errors import (
     ConfigError,
     ContactTaken,
-    DeliveryFailed,
     InvalidInput,
     MethodDisabled,
-    NotReady,
     SignupDisabled,
     VerificationFailed,
 )
 from ..flows import Authenticated, Field, FlowState, SignedIn, Step, read_form
 from ..hooks import hookimpl
-from ..links import LinkStatus, find_link, link_status, link_url
+from ..links import LinkStatus, find_link, link_status, link_url, send_invitation
 from ..records import ChallengeRecord, Identity
 from ..strategies.base import START, Context
 from ..validation import check_limit, int_range, settings_from
@@ -330,40 +328,17 @@ class Passwords:
         ``NotReady`` while the portal's required fields are missing."""
         party = self._auth.directory.get(identity if isinstance(identity, str) else identity.id)
         settings, config = self._config(party.portal)
-        readiness = self._auth.directory.readiness(party)
-        if not readiness.ready:
-            raise NotReady(missing=readiness.missing)
-        if not party.email_usable:
-            raise DeliveryFailed("This person's e-mail address cannot receive the invitation.")
-        record, token = self._issue_link(
-            settings, party, purpose=INVITE, ttl=config.invite_days * 86400
-        )
-        try:
-            self._auth.dispatcher.send(
-                party,
-                settings,
-                channel="email",
-                template="password_invite",
-                context={
-                    "link": link_url(settings, config.set_password_path, token),
-                    "days": config.invite_days,
-                },
-                purpose=INVITE,
-                method=NAME,
-            )
-        except DeliveryFailed:
-            self._auth.challenges.revoke(settings.slug, party.id, purposes=[INVITE])
-            raise
-        self._auth.directory.record_invitation(party, NAME)
-        self._auth.emitter.emit(
-            "invitation.sent",
-            portal=settings.slug,
-            identity_id=party.id,
+        return send_invitation(
+            self._auth,
+            party,
+            settings,
             method=NAME,
+            purpose=INVITE,
+            template="password_invite",
+            path=config.set_password_path,
+            days=config.invite_days,
             actor=actor,
-            detail={"expires_at": record.expires_at},
         )
-        return record.expires_at
 
     def inspect(self, portal: str, token: object) -> LinkStatus:
         """What a set-password, reset or confirmation link is, with no side effect."""
