@@ -190,6 +190,9 @@ def make_auth(
         kwargs.setdefault("plugins", [EmailCodePlugin()])
         kwargs.setdefault("entry_points", False)
         kwargs.setdefault("password_hasher", fast_hasher)
+        # Deliveries run in the request, so a test sees a sender's outcome at once; the
+        # background queue (the default with real senders) has tests of its own.
+        kwargs.setdefault("delivery", "inline")
         auth = Auth(SECRET_KEYS, **kwargs)
         built.append(auth)
         return auth

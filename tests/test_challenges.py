@@ -5,16 +5,18 @@ from __future__ import annotations
 import string
 import tempfile
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from conftest import open_store
 from portalauth import FrozenClock, PortalSettings, Throttled, VerificationFailed, read_code
-from portalauth.challenges import Challenges
+from portalauth.challenges import Challenges, hard_limit
 from portalauth.events import Emitter
 from portalauth.keys import Keyring
 from portalauth.stores.base import Store
@@ -140,6 +142,73 @@ def test_hard_limit_locks_the_method_until_a_success_elsewhere(
     assert challenges.verify(pin.id, "999999", settings=strict, purpose="pin", method="staff_pin")
     challenges.clear_failures("acme", "otp", "s1")
     assert challenges.verify(record.id, "12345", settings=strict, purpose="login", method="otp")
+
+
+@given(digits=st.integers(5, 10), limit=st.integers(1, 100), budget=st.integers(1, 100))
+def test_the_hard_limit_keeps_a_guesser_within_one_in_ten_thousand(
+    digits: int, limit: int, budget: int
+) -> None:  # R5 R7
+    settings = PortalSettings(
+        slug="acme", name="Acme", failure_budget=min(budget, limit), failure_hard_limit=limit
+    )
+    locked_at = hard_limit(settings, digits)
+    assert 1 <= locked_at <= limit <= 100
+    assert Fraction(locked_at, 10**digits) <= Fraction(1, 10_000)
+    # Only as low as the code space needs: 6 digits and more keep the portal's limit.
+    assert locked_at == (limit if digits >= 6 else min(limit, 10))
+    assert hard_limit(settings) == limit  # passwords and long tokens: the portal's limit
+
+
+def test_a_narrower_counter_is_counted_and_cleared_on_its_own(
+    store: Store, clock: FrozenClock
+) -> None:  # R7 R12
+    settings = PortalSettings(slug="acme", name="Acme", failure_budget=2, failure_hard_limit=2)
+    challenges = service(store, clock)
+    for secret_holder in ("share-1", "share-2"):
+        record = challenges.issue(
+            portal="acme", subject="s1", purpose="login", secret="123456", ttl=600
+        )
+        for _ in range(2):
+            with pytest.raises(VerificationFailed):
+                challenges.verify(
+                    record.id,
+                    "654321",
+                    settings=settings,
+                    purpose="login",
+                    method="otp",
+                    counter=secret_holder,
+                )
+        with pytest.raises(Throttled):  # that counter is locked...
+            challenges.verify(
+                record.id,
+                "123456",
+                settings=settings,
+                purpose="login",
+                method="otp",
+                counter=secret_holder,
+            )
+    assert challenges.failures("acme", "otp", "s1", "share-1") == 2
+    assert challenges.failures("acme", "otp", "s1") == 0  # ...the method's own is not
+    record = challenges.issue(portal="acme", subject="s1", purpose="login", secret="123456", ttl=9)
+    assert challenges.verify(record.id, "123456", settings=settings, purpose="login", method="otp")
+    assert challenges.failures("acme", "otp", "s1", "share-2") == 2
+    challenges.clear_failures("acme", "otp", "s1", "share-2")
+    assert challenges.failures("acme", "otp", "s1", "share-2") == 0
+    assert challenges.failures("acme", "otp", "s1", "share-1") == 2
+
+
+def test_delays_without_the_lock_never_lock(store: Store, clock: FrozenClock) -> None:  # R12
+    settings = PortalSettings(slug="acme", name="Acme", failure_budget=1, failure_hard_limit=2)
+    challenges = service(store, clock)
+    for _ in range(50):
+        challenges.record_failure("acme", "staff_pin", "s1", "typed")
+    with pytest.raises(Throttled) as waited:
+        challenges.check_failures(settings, "staff_pin", "s1", "typed", lock=False)
+    assert waited.value.retry_after == 3600
+    clock.advance(3600)
+    challenges.check_failures(settings, "staff_pin", "s1", "typed", lock=False)  # a delay only
+    with pytest.raises(Throttled):
+        challenges.check_failures(settings, "staff_pin", "s1", "typed")
 
 
 class ChallengeLifecycle(RuleBasedStateMachine):

@@ -33,6 +33,7 @@ from .config import PortalSettings
 from .delivery.base import Sender
 from .delivery.dispatch import Dispatcher
 from .delivery.outbox import Outbox
+from .delivery.queue import BackgroundQueue, DeliveryQueue, InlineQueue
 from .directory import Directory
 from .errors import (
     ConfigError,
@@ -101,6 +102,11 @@ class Auth:
     the default, ``memory://`` for tests). ``email`` / ``sms``: a sender or sender URI per
     channel; a channel without one records its messages in the outbox (simulate mode).
     ``plugins``: extra plugin objects (modules or instances with ``portalauth_*`` hooks).
+    ``delivery``: where client-facing deliveries run: ``"background"`` (a worker thread, so a
+    slow transport never makes a known identifier's request slower than an unknown one's, R32),
+    ``"inline"`` (in the request; a failure reaches the caller), a
+    :class:`~portalauth.delivery.queue.DeliveryQueue`, or ``"auto"`` (the default: background
+    when a real sender is configured, inline when every channel records in the outbox).
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class Auth:
         password_hasher: PasswordHasher | None = None,
         limits: Mapping[str, str] | None = None,
         flow_max_age: int = 3600,
+        delivery: str | DeliveryQueue = "auto",
     ) -> None:
         self._owned: list[object] = []
         self.clock: Clock = clock or SystemClock()
@@ -142,12 +149,14 @@ class Auth:
         self.throttles = Throttles(self.store, self.clock, emitter)
         self.outbox = Outbox(self.store, self.clock)
         self.renderer = Renderer(self.plugins.build_message)
+        senders = {"email": self._open_sender(email), "sms": self._open_sender(sms)}
         self.dispatcher = Dispatcher(
             self.renderer,
             self.outbox,
-            {"email": self._open_sender(email), "sms": self._open_sender(sms)},
+            senders,
             self.clock,
             emitter,
+            self._delivery_queue(delivery, any(s is not None for s in senders.values())),
         )
         self.services = Services(
             directory=self.directory,
@@ -213,9 +222,23 @@ class Auth:
                     stacklevel=4,
                 )
 
+    def _delivery_queue(self, delivery: str | DeliveryQueue, real_senders: bool) -> DeliveryQueue:
+        if not isinstance(delivery, str):
+            return delivery
+        if delivery == "auto":
+            delivery = "background" if real_senders else "inline"
+        if delivery == "inline":
+            return InlineQueue()
+        if delivery == "background":
+            queue = BackgroundQueue()
+            self._owned.insert(0, queue)  # closed first: it drains into the senders
+            return queue
+        raise ConfigError("delivery must be 'auto', 'inline', 'background' or a DeliveryQueue.")
+
     def close(self) -> None:
-        """Close the store (also one passed in as an object) and the senders built here from
-        URIs (a sender object passed in stays open: it is the caller's)."""
+        """Run the deliveries still queued, then close the store (also one passed in as an
+        object) and the senders built here from URIs (a sender object passed in stays open: it
+        is the caller's)."""
         for owned in self._owned:
             close = getattr(owned, "close", None)
             if callable(close):
@@ -487,18 +510,27 @@ class Auth:
 
         Re-reads the identity (a disabled or deleted one is refused), asks plugins for session
         claims, records the sign-in, clears the identity's consecutive-failure counts for the
-        portal's methods, and emits ``signed_in``.
+        portal's methods, and emits ``signed_in``. ``identity`` is the record the strategy
+        authenticated: if its password, e-mail address or phone number changed, or it was
+        disabled, before the new session exists, the sign-in fails and no session remains.
         """
         client = client or ClientInfo()
         current = self.store.get_identity(identity.id)
-        if current is None or current.disabled or current.portal != identity.portal:
+        if current is None or not _unchanged(identity, current):
             raise VerificationFailed()
         settings = self.portals.get(current.portal)
         claims = self.plugins.session_claims(current, settings, method)
         token, record = self.sessions.create(
             current, settings, method=method, scope=scope, claims=claims
         )
-        current = self.directory.record_sign_in(current, method)
+        # Read again now that the session exists (R57): a password change, reset, disable or
+        # contact change that wrote before this read shows here; one that writes after it runs
+        # its revoke_all after that write, so it finds this session and ends it.
+        latest = self.store.get_identity(identity.id)
+        if latest is None or not _unchanged(identity, latest):
+            self.store.delete_session(record.key)
+            raise VerificationFailed()
+        current = self.directory.record_sign_in(latest, method)
         for name in settings.methods:
             if name != method:  # verify() already cleared the method that succeeded
                 self.challenges.clear_failures(settings.slug, name, current.id)
@@ -527,3 +559,14 @@ class Auth:
             if deleted < batch:
                 break
         return total
+
+
+def _unchanged(authenticated: Identity, current: Identity) -> bool:
+    """Whether the identity still has the credentials and contacts the strategy checked."""
+    return (
+        not current.disabled
+        and current.portal == authenticated.portal
+        and current.password_hash == authenticated.password_hash
+        and current.email_key == authenticated.email_key
+        and current.phone == authenticated.phone
+    )

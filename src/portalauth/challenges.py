@@ -16,8 +16,13 @@ same guarantees:
   same atomic step (newest wins);
 - every subject and method has a consecutive-failure count that issuing or resending does not
   reset: past the portal's ``failure_budget`` each further attempt must wait an escalating delay
-  (30 s doubling to 1 h), and at ``failure_hard_limit`` the method is locked for that subject
-  until it succeeds through another path (a staff PIN, a password reset), which clears it.
+  (30 s doubling to 1 h), and at the hard limit (:func:`hard_limit`: the portal's
+  ``failure_hard_limit``, lowered for short codes so that no guesser gets more than 1 in 10,000
+  of the code space) the method is locked for that subject until it succeeds through another
+  path (a staff PIN, a password reset), which clears it, or the count expires 30 days after the
+  last failure. A count may be narrowed to a *counter* within the method (a share code's own
+  count, the second factor after one primary method) so that a lock held by one credential's
+  guesser does not close another credential's path.
 
 Unknown identifiers get *decoy* challenges (:meth:`Challenges.decoy_subject`): stored, counted,
 superseded and expired exactly like real ones, but never sent, so a client cannot tell them apart.
@@ -40,10 +45,12 @@ from .keys import Keyring
 from .records import ChallengeRecord
 from .stores.base import Store
 
-__all__ = ["FAILURE_WINDOW", "Challenges", "read_code"]
+__all__ = ["FAILURE_WINDOW", "GUESS_ODDS", "Challenges", "hard_limit", "read_code"]
 
 #: How long a consecutive-failure count is remembered after the last failure (30 days).
 FAILURE_WINDOW = 30 * 86400
+#: The most a targeted guesser may get against one counter: evaluated guesses / code space.
+GUESS_ODDS = 10_000
 _FIRST_DELAY = 30
 _MAX_DELAY = 3600
 
@@ -64,8 +71,24 @@ def read_code(value: object, digits: int) -> str | None:
     return None
 
 
-def _failure_key(portal: str, method: str, subject: str) -> str:
-    return f"fail:{portal}:{method}:{subject}"
+def hard_limit(settings: PortalSettings, digits: int | None = None) -> int:
+    """The consecutive failures at which a method locks for a subject.
+
+    The portal's ``failure_hard_limit`` (at most 100), lowered for ``digits``-digit codes so that
+    the evaluated guesses stay within 1 in :data:`GUESS_ODDS` of the code space: 10 for 5-digit
+    codes, 100 for 6 digits or more (R5, R7). ``None`` is for secrets that are not short codes
+    (passwords, 256-bit tokens): the portal's limit as it is.
+    """
+    if digits is None:
+        return settings.failure_hard_limit
+    return max(1, min(settings.failure_hard_limit, int(10**digits) // GUESS_ODDS))
+
+
+def _failure_key(portal: str, method: str, subject: str, counter: str = "") -> str:
+    # The counter is the last field, so that ``fail:{portal}:{method}:{subject}`` stays the
+    # identity's whole count for the method.
+    key = f"fail:{portal}:{method}:{subject}"
+    return f"{key}:{counter}" if counter else key
 
 
 def _delay(failures: int, budget: int) -> int:
@@ -246,11 +269,16 @@ class Challenges:
         method: str,
         consume: bool = True,
         check: Callable[[ChallengeRecord], bool] | None = None,
+        digits: int | None = None,
+        counter: str | Callable[[ChallengeRecord], str] = "",
     ) -> ChallengeRecord:
         """Check ``secret`` against the challenge and (by default) consume it.
 
         ``secret`` is ``None`` when the caller found the input malformed: it still counts as an
         attempt and a failure, so malformed input is no cheaper to send than a wrong guess.
+        ``digits`` is the code length (it sets the hard limit, see :func:`hard_limit`) and
+        ``counter`` narrows the subject's failure count for ``method`` (see the module notes); a
+        callable reads it from the challenge (a share code's id in the challenge's data).
         Returns the challenge on success. Raises :class:`VerificationFailed` (``reason`` is
         ``"superseded"`` only when a newer challenge replaced this one, else ``"invalid"``) or
         :class:`Throttled` when the subject's failure budget asks it to wait.
@@ -259,8 +287,9 @@ class Challenges:
         record = self._store.get_challenge(challenge_id) if challenge_id else None
         if record is None or record.portal != settings.slug or record.purpose != purpose:
             raise VerificationFailed()
-        fail_key = _failure_key(settings.slug, method, record.subject)
-        self._check_budget(fail_key, settings, now)
+        narrow = counter(record) if callable(counter) else counter
+        fail_key = _failure_key(settings.slug, method, record.subject, narrow)
+        self._check_budget(fail_key, settings, now, hard_limit(settings, digits))
 
         spent, current = self._store.spend_attempt(record.id, now)
         if not spent:
@@ -279,7 +308,7 @@ class Challenges:
         if consume and not self._store.consume_challenge(record.id, now):
             # Another request with the same secret won the race (or it expired just now).
             raise VerificationFailed()
-        self.clear_failures(settings.slug, method, record.subject)
+        self.clear_failures(settings.slug, method, record.subject, narrow)
         self._emitter.emit(
             "verification.succeeded",
             portal=settings.slug,
@@ -305,14 +334,16 @@ class Challenges:
         )
 
     # -- consecutive failures ---------------------------------------------------------------
-    def _check_budget(self, key: str, settings: PortalSettings, now: float) -> None:
+    def _check_budget(
+        self, key: str, settings: PortalSettings, now: float, limit: int | None
+    ) -> None:
         failures, expires_at = self._store.get_counter(key, now)
-        if failures < settings.failure_budget:
-            return
-        if failures >= settings.failure_hard_limit:
+        if limit is not None and failures >= limit:
             # Locked for this method until a success elsewhere clears it (R12: recovery paths
             # such as a staff PIN or a reset are other methods, with their own counts).
             raise Throttled(retry_after=_MAX_DELAY)
+        if failures < settings.failure_budget:
+            return
         last_failure = expires_at - FAILURE_WINDOW
         wait = last_failure + _delay(failures, settings.failure_budget) - now
         if wait > 0:
@@ -329,26 +360,43 @@ class Challenges:
             detail={"purpose": record.purpose, "why": why, "consecutive": count},
         )
 
-    def record_failure(self, portal: str, method: str, subject: str) -> int:
+    def record_failure(self, portal: str, method: str, subject: str, counter: str = "") -> int:
         """Count a failed attempt that did not go through :meth:`verify` (a wrong password)."""
         now = self._clock.now()
         count, _ = self._store.incr_counter(
-            _failure_key(portal, method, subject), 1, now + FAILURE_WINDOW, now, extend=True
+            _failure_key(portal, method, subject, counter),
+            1,
+            now + FAILURE_WINDOW,
+            now,
+            extend=True,
         )
         return count
 
-    def check_failures(self, settings: PortalSettings, method: str, subject: str) -> None:
-        """Raise :class:`Throttled` if the subject must wait before another attempt."""
-        self._check_budget(
-            _failure_key(settings.slug, method, subject), settings, self._clock.now()
-        )
+    def check_failures(
+        self,
+        settings: PortalSettings,
+        method: str,
+        subject: str,
+        counter: str = "",
+        *,
+        digits: int | None = None,
+        lock: bool = True,
+    ) -> None:
+        """Raise :class:`Throttled` if the subject must wait before another attempt.
 
-    def failures(self, portal: str, method: str, subject: str) -> int:
-        return self._store.get_counter(_failure_key(portal, method, subject), self._clock.now())[0]
+        ``lock=False`` applies the escalating delays only, never the hard lock: for a count of
+        attempts that cannot succeed (see ``staff_pin``), which must not close a path."""
+        limit = hard_limit(settings, digits) if lock else None
+        key = _failure_key(settings.slug, method, subject, counter)
+        self._check_budget(key, settings, self._clock.now(), limit)
 
-    def clear_failures(self, portal: str, method: str, subject: str) -> None:
+    def failures(self, portal: str, method: str, subject: str, counter: str = "") -> int:
+        key = _failure_key(portal, method, subject, counter)
+        return self._store.get_counter(key, self._clock.now())[0]
+
+    def clear_failures(self, portal: str, method: str, subject: str, counter: str = "") -> None:
         """Forget a subject's consecutive failures for one method (after a success)."""
-        key = _failure_key(portal, method, subject)
+        key = _failure_key(portal, method, subject, counter)
         # Skip the write in the common case of no failures: one round trip fewer.
         if self._store.get_counter(key, self._clock.now())[0]:
             self._store.clear_counter(key)

@@ -124,6 +124,7 @@ def send_invitation(
             context={"link": link_url(portal, path, token), "days": days},
             purpose=purpose,
             method=method,
+            wait=True,  # staff see at once whether the invitation went out
         )
     except DeliveryFailed:
         auth.challenges.revoke(portal.slug, party.id, purposes=[purpose])

@@ -19,7 +19,7 @@ from attrs import frozen
 from .challenges import read_code
 from .config import PortalSettings
 from .contacts import mask_email, mask_phone, sms_allowed
-from .errors import DeliveryFailed, VerificationFailed
+from .errors import VerificationFailed
 from .flows import Field
 from .records import ChallengeRecord, Identity
 from .strategies.base import Services
@@ -34,6 +34,10 @@ METHOD = "second_factor"
 CODE_DIGITS = 6
 CODE_TTL = 600
 MAX_ATTEMPTS = 5
+#: Within this many seconds of a code, another primary success reuses it: nothing is sent (R15).
+SEND_COOLDOWN = 60
+#: Second-factor codes sent to one identity (R15: hourly and daily caps per identifier).
+SENDS_PER_IDENTITY = "10/hour;30/day"
 
 
 @frozen
@@ -118,6 +122,28 @@ class SecondFactor:
             reachable = reachable and sms_allowed(identity.phone, settings.sms_countries)
         if not reachable:
             raise VerificationFailed("Your account is not ready yet. Please contact the office.")
+        to = identity.phone if channel == "sms" else identity.email
+        masked = (mask_phone(to) if channel == "sms" else mask_email(to)) if to else None
+        notice = "We sent you a code to confirm it's you."
+        live = services.challenges.latest(settings.slug, identity.id, PURPOSE)
+        now = services.clock.now()
+        if (
+            live is not None
+            and live.data == data
+            and live.usable_at(now)
+            and now - live.created_at < SEND_COOLDOWN
+        ):
+            # A primary success within the cooldown continues with the code already sent:
+            # signing in again and again with a password does not flood the phone (R15).
+            return Pending(live, notice, masked)
+        services.throttles.hit(
+            SENDS_PER_IDENTITY,
+            "second_factor_sends",
+            settings.slug,
+            identity.id,
+            portal=settings.slug,
+            method=METHOD,
+        )
         code = services.challenges.new_code(CODE_DIGITS)
         record = services.challenges.issue(
             portal=settings.slug,
@@ -129,26 +155,24 @@ class SecondFactor:
             data=data,
             method=METHOD,
         )
-        try:
-            services.dispatcher.send(
-                identity,
-                settings,
-                channel=channel,
-                template="code",
-                context={
-                    "code": code,
-                    "minutes": CODE_TTL // 60,
-                    "purpose_label": "confirm it's you",
-                },
-                purpose=PURPOSE,
-                method=METHOD,
-            )
-        except DeliveryFailed:
-            services.challenges.revoke(settings.slug, identity.id, purposes=[PURPOSE])
-            raise
-        to = identity.phone if channel == "sms" else identity.email
-        masked = (mask_phone(to) if channel == "sms" else mask_email(to)) if to else None
-        return Pending(record, "We sent you a code to confirm it's you.", masked)
+        services.dispatcher.send(
+            identity,
+            settings,
+            channel=channel,
+            template="code",
+            context={
+                "code": code,
+                "minutes": CODE_TTL // 60,
+                "purpose_label": "confirm it's you",
+            },
+            purpose=PURPOSE,
+            method=METHOD,
+            # A code nobody received must not stay usable.
+            on_failure=lambda: services.challenges.revoke(
+                settings.slug, identity.id, purposes=[PURPOSE]
+            ),
+        )
+        return Pending(record, notice, masked)
 
     def check(
         self, settings: PortalSettings, challenge_id: str | None, form: Mapping[str, str]
@@ -165,7 +189,13 @@ class SecondFactor:
                 return identity is not None and services.directory.check_tax_id(identity, typed)
 
             record = services.challenges.verify(
-                challenge_id, None, settings=settings, purpose=PURPOSE, method=METHOD, check=matches
+                challenge_id,
+                None,
+                settings=settings,
+                purpose=PURPOSE,
+                method=METHOD,
+                check=matches,
+                counter=primary_method,
             )
         else:
             record = services.challenges.verify(
@@ -174,8 +204,17 @@ class SecondFactor:
                 settings=settings,
                 purpose=PURPOSE,
                 method=METHOD,
+                digits=CODE_DIGITS,
+                counter=primary_method,
             )
         identity = services.directory.find(record.subject)
         if identity is None:
             raise VerificationFailed()
         return identity, str(record.data.get("method", "")), str(record.data.get("scope", ""))
+
+
+def primary_method(record: ChallengeRecord) -> str:
+    """The failure counter of a second-factor step: the method that began it. A guesser who
+    holds one primary credential (a password) locks the second factor after that method only;
+    a staff PIN, or a new password, still reaches it (R12)."""
+    return str(record.data.get("method", "")) if record.data else ""

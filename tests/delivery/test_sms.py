@@ -686,6 +686,8 @@ def send_code(auth: Auth, *, simulate: bool) -> None:
 
 def test_auth_delivers_sms_through_the_provider(provider: Provider, sms_auth: Auth) -> None:
     send_code(sms_auth, simulate=False)
+    assert sms_auth.dispatcher.queue.deferred  # a real sender: off the request path (R32)
+    assert sms_auth.dispatcher.queue.join(10)
 
     (request,) = provider.requests
     assert request.path == PATH
@@ -700,6 +702,7 @@ def test_auth_delivers_sms_through_the_provider(provider: Provider, sms_auth: Au
 
 def test_auth_simulate_records_instead_of_sending(provider: Provider, sms_auth: Auth) -> None:
     send_code(sms_auth, simulate=True)
+    assert sms_auth.dispatcher.queue.join(10)
 
     assert provider.requests == []
     (message,) = sms_auth.outbox.messages("acme")
@@ -709,10 +712,14 @@ def test_auth_simulate_records_instead_of_sending(provider: Provider, sms_auth: 
     assert "123456" in message.text
 
 
-def test_auth_reports_provider_failure(provider: Provider, sms_auth: Auth) -> None:
+def test_auth_reports_provider_failure(provider: Provider, make_sender: MakeSender) -> None:
     provider.status = 500
-    with pytest.raises(DeliveryFailed) as info:
-        send_code(sms_auth, simulate=False)
+    auth = Auth(SECRET_KEYS, "memory://", sms=make_sender(), entry_points=False, delivery="inline")
+    try:
+        with pytest.raises(DeliveryFailed) as info:
+            send_code(auth, simulate=False)
+    finally:
+        auth.close()
     assert isinstance(info.value, SmsDeliveryFailed)
     assert info.value.reason == "server_error"
 

@@ -32,6 +32,7 @@ from portalauth import (
     VerificationFailed,
     hookimpl,
 )
+from portalauth.challenges import hard_limit
 from portalauth.events import Event
 from portalauth.records import Identity, Message
 
@@ -286,6 +287,14 @@ class Driver:
         """Comparisons made against the victim's secrets, one entry per secret."""
         return list(spy.challenge_checks(self.purpose, self.victim.id).values())
 
+    def counter(self, auth: Auth) -> str:
+        """The failure counter within :attr:`method` that the attack drives (R7)."""
+        return ""
+
+    def hard_limit(self, auth: Auth) -> int:
+        """Where the attacked count locks with the portal's settings (``hard_limit``)."""
+        return hard_limit(auth.portals.get(PORTAL), None if self.single_secret else self.digits)
+
     def _step(self, step: object) -> Step:
         assert isinstance(step, Step) and step.flow is not None, step
         assert step.expires_at is not None
@@ -305,6 +314,12 @@ class ShareCodeDriver(Driver):
     def prepare(self, auth: Auth, victim: Identity) -> None:
         super().prepare(auth, victim)
         self.share = auth.share_codes.issue(victim, scope=SCOPE, send=False).code
+        record = auth.challenges.latest(PORTAL, victim.id, "share_code", SCOPE)
+        assert record is not None
+        self.share_id = record.id
+
+    def counter(self, auth: Auth) -> str:
+        return self.share_id  # each share code has its own count: the attacker holds this one
 
     def issue(self, auth: Auth, client: ClientInfo) -> Issued:
         step = self._step(
@@ -369,6 +384,8 @@ class SecondFactorDriver(Driver):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.name = f"second_factor:{kind}"
+        if kind != "tax_id_last4":
+            self.cooldown = 60  # a primary success within a minute reuses the code sent (R15)
         if kind == "tax_id_last4":
             self.space, self.digits, self.field = 10**4, 4, "tax_id_last4"
             self.single_secret = True
@@ -386,6 +403,9 @@ class SecondFactorDriver(Driver):
         else:
             code = code_in(newest(auth, self.victim, self.purpose))
         return Issued(step.flow, code, step.expires_at)  # type: ignore[arg-type]
+
+    def counter(self, auth: Auth) -> str:
+        return "password"  # the second factor's count after the method that began it
 
     def evaluated(self, spy: ComparatorSpy, auth: Auth) -> list[int]:
         if self.kind == "tax_id_last4":
@@ -527,12 +547,12 @@ def attack(
 
 
 def failures(auth: Auth, driver: Driver) -> int:
-    return auth.challenges.failures(PORTAL, driver.method, driver.victim.id)
+    return auth.challenges.failures(PORTAL, driver.method, driver.victim.id, driver.counter(auth))
 
 
 def lock(auth: Auth, clock: FrozenClock, driver: Driver) -> None:
     """Drive ``driver``'s method into its hard lock with the default settings."""
-    limit = auth.portals.get(PORTAL).failure_hard_limit
+    limit = driver.hard_limit(auth)
     Guesser(auth, clock, driver).run(days=30, stop=lambda: failures(auth, driver) >= limit)
     assert failures(auth, driver) == limit
 

@@ -33,6 +33,7 @@ import contextlib
 import os
 import random
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -470,48 +471,53 @@ def test_the_toggle_off_creates_nothing(
 
 
 class SlowTransport:
-    """A real-world sender stand-in: it records when the request path hands it a message."""
+    """A real-world sender stand-in: an SMTP or SMS round trip, and the thread it ran in."""
 
     channel = "email"
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.threads: list[str] = []
 
     def send(self, message: object, *, portal: object) -> None:
-        self.calls += 1  # an SMTP or SMS round trip would be spent here, inside the request
+        self.threads.append(threading.current_thread().name)
+        time.sleep(0.02)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "delivery/dispatch.py:Dispatcher.send hands a known identifier's message to the "
-        "configured sender inside the request (synchronously), and an unknown identifier's "
-        "request calls no sender at all; with a real SMTP or SMS provider the round trip (tens "
-        "to hundreds of ms) is a timing oracle that the outbox/simulate mode hides, vs R32 "
-        "(every delivery is enqueued asynchronously, for known and unknown identifiers alike)"
-    ),
-    strict=True,
-)
 @pytest.mark.parametrize(
-    "name", ["contact_otp e-mail", "magic_link", "share_code (valid vs unknown share code)"]
+    "name",
+    [
+        "contact_otp e-mail",
+        "magic_link",
+        "share_code (valid vs unknown share code)",
+        "password reset request",
+    ],
 )
 def test_a_real_transport_does_the_same_work_for_known_and_unknown_identifiers(
     make_auth: Callable[..., Auth], clock: FrozenClock, name: str
 ) -> None:  # R32
     case = next(c for c in CASES if c.name == name)
-    calls = {}
+    work = {}
     for which in ("known", "unknown"):
         clock.set(T0)
         transport = SlowTransport()
-        auth = make_auth("memory", email=transport)
+        auth = make_auth("memory", email=transport, delivery="auto")
+        assert auth.dispatcher.queue.deferred  # a real sender: deliveries leave the request
         open_portal(auth, simulate=False)
         victim = add_victim(auth)
         state: dict[str, Any] = {"clock": clock, "victim": victim}
         case.prepare(auth, victim, state)
         identifier = (case.known if which == "known" else case.unknown)(auth, victim, state)
-        transport.calls = 0
-        case.call(auth, identifier, state, 0)
-        calls[which] = transport.calls
-    assert calls["known"] == calls["unknown"], calls
+        assert auth.dispatcher.queue.join(10)
+        before, transport.threads = auth.dispatcher.queue.queued, []
+        with contextlib.suppress(PortalAuthError):
+            case.call(auth, identifier, state, 0)
+        queued = auth.dispatcher.queue.queued - before
+        in_request = transport.threads.count(threading.current_thread().name)
+        assert auth.dispatcher.queue.join(10)
+        work[which] = (queued, in_request)
+        # The message a known identifier's owner gets is delivered, off the request path.
+        assert len(transport.threads) == (1 if which == "known" else 0)
+    assert work["known"] == work["unknown"] == (1, 0), work
 
 
 # -- timing (slow, opt-in) ----------------------------------------------------------------------

@@ -464,7 +464,7 @@ def _bcrypt_identity(auth: Auth, clock: FrozenClock, password: bytes) -> tuple[I
     kim = auth.directory.add(PORTAL, "Kim Lee", email="kim@example.com")
     legacy = bcrypt.hashpw(password, bcrypt.gensalt(rounds=4)).decode("ascii")
     assert auth.store.replace_password_hash(kim.id, legacy, expected=None, now=clock.now())
-    return kim, legacy
+    return auth.directory.get(kim.id), legacy
 
 
 def test_a_bcrypt_hash_signs_in_and_is_upgraded_to_argon2id(
@@ -526,7 +526,9 @@ def test_a_password_changed_during_the_upgrade_is_not_overwritten(
         return result
 
     monkeypatch.setattr(auth.hasher, "verify", verify_then_race)
-    sign_in(auth, "kim@example.com", PASSWORD)
+    # The password it checked is no longer the password: no session either (R57).
+    fails(lambda: sign_in(auth, "kim@example.com", PASSWORD))
+    assert auth.sessions.list(kim.id) == []
     monkeypatch.undo()
     assert auth.directory.get(kim.id).password_hash == concurrent
     assert recorder.of("password.upgraded") == []

@@ -797,8 +797,9 @@ def test_share_code_guessing_is_throttled_per_portal(
 
 def test_consecutive_failures_survive_reentering_the_share_code(
     auth: Auth, party: Identity, clock: FrozenClock
-) -> None:  # R7
+) -> None:  # R5 R7 R12
     share = issue(auth, party)
+    share_id = _share_id(auth, party)
     first = enter(auth, share.code)
     for _ in range(5):
         with pytest.raises(VerificationFailed):
@@ -809,24 +810,59 @@ def test_consecutive_failures_survive_reentering_the_share_code(
     for _ in range(5):
         with pytest.raises(VerificationFailed):
             advance(auth, second, wrong(confirmation_code(auth, party)))
-    assert auth.challenges.failures(PORTAL, METHOD, party.id) == 10
+    # The count belongs to the share code (what the client types), not reset by new codes...
+    assert auth.challenges.failures(PORTAL, METHOD, party.id, share_id) == 10
+    assert auth.challenges.failures(PORTAL, METHOD, party.id) == 0
     clock.advance(1)
     third = enter(auth, share.code)  # a fresh code: the count is not reset
     code = confirmation_code(auth, party)
+    # ...and 10 is the hard limit for 5-digit codes (1 in 10,000): the share code is locked.
     with pytest.raises(Throttled) as throttled:
         advance(auth, third, code)
-    assert throttled.value.retry_after == 29  # 30 s after the 10th failure
+    assert throttled.value.retry_after == 3600
+    assert auth.share_codes.status(party, CASE).locked
+    clock.advance(86400)
+    with pytest.raises(Throttled):
+        advance(auth, enter(auth, share.code), confirmation_code(auth, party))
+    # Staff issue a new share code: it has a count of its own, and the old one is dead.
+    renewed = issue(auth, party)
+    assert not auth.share_codes.status(party, CASE).locked
+    done = advance(auth, enter(auth, renewed.code), confirmation_code(auth, party))
+    assert isinstance(done, SignedIn)
+
+
+def test_six_digit_share_codes_delay_past_ten_failures(
+    make_auth: Callable[..., Auth], store_kind: str, clock: FrozenClock
+) -> None:  # R5 R7
+    auth = make_auth(store_kind)
+    create_portal(auth, method_settings={"share_code": {"code_digits": 6}})
+    party = auth.directory.add(PORTAL, "Jane Roe", email="jane@example.com")
+    share = issue(auth, party)
+    for tries in (5, 4, 1):  # ten wrong codes over three codes
+        clock.advance(60)  # the resend cooldown
+        step = enter(auth, share.code)
+        for _ in range(tries):
+            with pytest.raises(VerificationFailed):
+                advance(auth, step, wrong(confirmation_code(auth, party, 6)))
+    code = confirmation_code(auth, party, 6)
+    with pytest.raises(Throttled) as throttled:
+        advance(auth, step, code)
+    assert throttled.value.retry_after == 30  # a delay, not the lock
     clock.advance(throttled.value.retry_after)
-    # One attempt is allowed; a wrong one doubles the delay (escalating, 30 s -> 1 h).
-    with pytest.raises(VerificationFailed):
-        advance(auth, third, wrong(code))
+    with pytest.raises(VerificationFailed):  # one attempt is allowed; a wrong one doubles it
+        advance(auth, step, wrong(code))
     with pytest.raises(Throttled) as throttled:
-        advance(auth, third, code)
+        advance(auth, step, code)
     assert throttled.value.retry_after == 60
     clock.advance(60)
-    done = advance(auth, third, code)
-    assert isinstance(done, SignedIn)
-    assert auth.challenges.failures(PORTAL, METHOD, party.id) == 0  # a success clears it
+    assert isinstance(advance(auth, step, code), SignedIn)
+    assert auth.challenges.failures(PORTAL, METHOD, party.id, _share_id(auth, party)) == 0
+
+
+def _share_id(auth: Auth, party: Identity) -> str:
+    record = auth.challenges.latest(PORTAL, party.id, "share_code", CASE)
+    assert record is not None
+    return record.id
 
 
 def test_throttled_answers_do_not_reveal_a_valid_share_code(

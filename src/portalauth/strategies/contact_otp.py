@@ -30,7 +30,6 @@ from attrs import field, frozen
 from ..contacts import email_send_key, mask_email, mask_phone, sms_allowed
 from ..errors import (
     ConfigError,
-    DeliveryFailed,
     InvalidContact,
     Throttled,
     UnknownContact,
@@ -168,28 +167,31 @@ class ContactOtpStrategy:
             method=NAME,
             decoy=identity is None,
         )
-        if identity is not None:
-            if contact.channel == "sms":
-                ctx.hit(config.sms_per_portal, "sms_portal", slug)
-            try:
-                ctx.dispatcher.send(
-                    identity,
-                    ctx.portal,
-                    channel=contact.channel,
-                    template="code",
-                    context={
-                        "code": code,
-                        "minutes": config.code_minutes,
-                        "purpose_label": "sign in",
-                        "code_in_subject": config.code_in_subject,
-                    },
-                    purpose=PURPOSE,
-                    method=NAME,
-                )
-            except DeliveryFailed:
-                # A code nobody received must not stay usable.
-                ctx.challenges.revoke(slug, subject, purposes=[PURPOSE])
-                raise
+        context = {
+            "code": code,
+            "minutes": config.code_minutes,
+            "purpose_label": "sign in",
+            "code_in_subject": config.code_in_subject,
+        }
+        if identity is None:
+            # The same rendering and queued job as a real code (R32).
+            ctx.dispatcher.send_nothing(
+                ctx.portal, channel=contact.channel, template="code", context=context
+            )
+            return self._continue(ctx, challenge, identity, contact.channel)
+        if contact.channel == "sms":
+            ctx.hit(config.sms_per_portal, "sms_portal", slug)
+        ctx.dispatcher.send(
+            identity,
+            ctx.portal,
+            channel=contact.channel,
+            template="code",
+            context=context,
+            purpose=PURPOSE,
+            method=NAME,
+            # A code nobody received must not stay usable.
+            on_failure=lambda: ctx.challenges.revoke(slug, subject, purposes=[PURPOSE]),
+        )
         return self._continue(ctx, challenge, identity, contact.channel)
 
     @staticmethod
@@ -211,6 +213,7 @@ class ContactOtpStrategy:
             settings=ctx.portal,
             purpose=PURPOSE,
             method=NAME,
+            digits=config.code_digits,
         )
         identity = ctx.directory.find(record.subject)
         if identity is None:  # deleted since the code was sent

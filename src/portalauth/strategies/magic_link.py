@@ -27,7 +27,6 @@ from ..config import PortalSettings
 from ..contacts import email_send_key, normalize_email
 from ..errors import (
     ConfigError,
-    DeliveryFailed,
     MethodDisabled,
     UnknownContact,
     VerificationFailed,
@@ -131,25 +130,28 @@ class MagicLinkStrategy:
             method=NAME,
             decoy=identity is None,
         )
+        context = {
+            "link": link_url(ctx.portal, config.link_path, token),
+            "code": code,
+            "minutes": config.link_minutes,
+        }
         if identity is not None:
-            try:
-                ctx.dispatcher.send(
-                    identity,
-                    ctx.portal,
-                    channel="email",
-                    template="magic_link",
-                    context={
-                        "link": link_url(ctx.portal, config.link_path, token),
-                        "code": code,
-                        "minutes": config.link_minutes,
-                    },
-                    purpose=SIGN_IN,
-                    method=NAME,
-                )
-            except DeliveryFailed:
-                ctx.challenges.revoke(slug, subject, purposes=[SIGN_IN])
-                raise
-        elif config.notify_unknown:
+            ctx.dispatcher.send(
+                identity,
+                ctx.portal,
+                channel="email",
+                template="magic_link",
+                context=context,
+                purpose=SIGN_IN,
+                method=NAME,
+                on_failure=lambda: ctx.challenges.revoke(slug, subject, purposes=[SIGN_IN]),
+            )
+        elif not config.notify_unknown:
+            # The same rendering and queued job as a real link (R32).
+            ctx.dispatcher.send_nothing(
+                ctx.portal, channel="email", template="magic_link", context=context
+            )
+        else:
             ctx.dispatcher.notify_address(
                 address,
                 ctx.portal,
@@ -167,6 +169,7 @@ class MagicLinkStrategy:
             settings=ctx.portal,
             purpose=SIGN_IN,
             method=NAME,
+            digits=CODE_DIGITS,
         )
         identity = ctx.directory.find(record.subject)
         if identity is None:

@@ -41,6 +41,7 @@ from ..flows import Authenticated, Field, FlowState, SignedIn, Step, read_form
 from ..hooks import hookimpl
 from ..links import LinkStatus, find_link, link_status, link_url, send_invitation
 from ..records import ChallengeRecord, Identity
+from ..second_factor import METHOD as SECOND_FACTOR
 from ..strategies.base import START, Context
 from ..validation import check_limit, int_range, settings_from
 
@@ -190,6 +191,8 @@ class PasswordStrategy:
             identity, upgraded, expected=identity.password_hash
         ):
             ctx.emit("password.upgraded", identity_id=identity.id)
+            # The sign-in checks that the hash it verified is still the stored one (R57).
+            identity = identity.evolve(password_hash=upgraded)
         ctx.challenges.clear_failures(slug, NAME, identity.id)
         return Authenticated(identity=identity)
 
@@ -269,6 +272,9 @@ class Passwords:
         # PINs, sign-in links) dies with the old password.
         auth.challenges.revoke(identity.portal, identity.id)
         auth.sessions.revoke_all(identity.id, keep=keep)
+        # Whoever used up the second factor after a password sign-in held the old password: the
+        # new one closes that path, so the second factor's lock for it goes too (R12).
+        auth.challenges.clear_failures(identity.portal, SECOND_FACTOR, identity.id, NAME)
         auth.emitter.emit(
             "password.set", portal=identity.portal, identity_id=identity.id, detail={"how": how}
         )
@@ -393,8 +399,23 @@ class Passwords:
                 },
                 purpose=RESET,
                 method=NAME,
+                on_failure=lambda: self._auth.challenges.revoke(
+                    settings.slug, identity.id, purposes=[RESET]
+                ),
             )
         else:
+            # The same rendering and queued job as a real reset mail (R32).
+            self._auth.dispatcher.send_nothing(
+                settings,
+                channel="email",
+                template="password_reset",
+                context={
+                    "link": link_url(
+                        settings, config.reset_path, self._auth.challenges.new_token()
+                    ),
+                    "minutes": config.reset_minutes,
+                },
+            )
             subject = self._auth.challenges.decoy_subject(settings.slug, key)
             self._auth.challenges.issue(
                 portal=settings.slug,
@@ -511,9 +532,15 @@ class Passwords:
     def _notify_existing(
         self, settings: PortalSettings, config: PasswordSettings, identity: Identity
     ) -> None:
-        if not identity.email_usable:
-            return
         sign_in = settings.base_url.rstrip("/") + config.sign_in_path if settings.base_url else None
+        if not identity.email_usable:
+            self._auth.dispatcher.send_nothing(
+                settings,
+                channel="email",
+                template="account_exists",
+                context={"sign_in_url": sign_in},
+            )
+            return
         self._auth.dispatcher.send(
             identity,
             settings,

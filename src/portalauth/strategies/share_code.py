@@ -13,8 +13,10 @@ Security reasoning (see ``docs/strategies/share_code.md``):
   same kind of stored (decoy) challenge and the same throttles as valid ones, and nothing is
   sent, so the answer never tells whether a share code is valid.
 - The confirmation code (5 digits by default, as the seed describes) has 5 attempts, expires in
-  15 minutes, is superseded by a newer one, and sits behind the per-party consecutive-failure
-  budget (10, then escalating delays) that re-entering the share code does not reset.
+  15 minutes, is superseded by a newer one, and sits behind its share code's consecutive-failure
+  count, which re-entering the share code does not reset: at 10 wrong codes in a row (the hard
+  limit for 5-digit codes, see ``challenges.hard_limit``) that share code is locked, so whoever
+  holds it gets at most 1 in 10,000; staff issue a new share code to end a lock.
 - Share codes are stored only as keyed digests; staff see a code once, when it is issued.
   "Resending" therefore issues a fresh share code (the previous one stops working).
 """
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
+from ..challenges import hard_limit
 from ..config import PortalSettings
 from ..contacts import mask_email
 from ..errors import ConfigError, DeliveryFailed, MethodDisabled, NotReady, VerificationFailed
@@ -105,11 +108,14 @@ class ShareCode:
 
 @frozen
 class ShareCodeStatus:
-    """Whether a party is invited to a scope: a live share code, and until when."""
+    """Whether a party is invited to a scope: a live share code, and until when. ``locked``: the
+    share code has met its hard limit of wrong confirmation codes in a row and no longer signs
+    anyone in; issue a new one (``auth.share_codes.send``)."""
 
     invited: bool
     expires_at: float | None = None
     issued_at: float | None = None
+    locked: bool = False
 
 
 def canonical(value: str) -> str | None:
@@ -185,9 +191,15 @@ class ShareCodeStrategy:
         else:
             subject, scope = identity.id, share.scope
 
+        data = {"share": share.id} if share is not None and identity is not None else None
         existing = ctx.challenges.latest(slug, subject, CONFIRM, scope)
-        if existing is not None and ctx.now - existing.created_at < config.resend_cooldown:
-            # Within the cooldown the code already sent stands: no second e-mail (R15).
+        if (
+            existing is not None
+            and ctx.now - existing.created_at < config.resend_cooldown
+            and failure_counter(existing) == (data or {}).get("share", "")
+        ):
+            # Within the cooldown the code already sent stands: no second e-mail (R15). (A code
+            # started by a share code that was since replaced is not reused: it cannot finish.)
             return self._continue(ctx, existing, identity)
         ctx.hit(f"{config.codes_per_hour}/hour", "share_code_sends", slug, subject)
         code = ctx.challenges.new_code(config.code_digits)
@@ -199,29 +211,34 @@ class ShareCodeStrategy:
             secret=code,
             ttl=config.code_minutes * 60,
             max_attempts=config.max_attempts,
-            data={"share": share.id} if share is not None and identity is not None else None,
+            data=data,
             method=NAME,
             decoy=identity is None,
         )
-        if identity is not None:
-            try:
-                ctx.dispatcher.send(
-                    identity,
-                    ctx.portal,
-                    channel="email",
-                    template="code",
-                    context={
-                        "code": code,
-                        "minutes": config.code_minutes,
-                        "purpose_label": "sign in to your case portal",
-                    },
-                    purpose=CONFIRM,
-                    method=NAME,
-                )
-            except DeliveryFailed:
+        context = {
+            "code": code,
+            "minutes": config.code_minutes,
+            "purpose_label": "sign in to your case portal",
+        }
+        if identity is None:
+            # The same rendering and queued job as a real code (R32).
+            ctx.dispatcher.send_nothing(
+                ctx.portal, channel="email", template="code", context=context
+            )
+        else:
+            ctx.dispatcher.send(
+                identity,
+                ctx.portal,
+                channel="email",
+                template="code",
+                context=context,
+                purpose=CONFIRM,
+                method=NAME,
                 # A code nobody received must not stay usable.
-                ctx.challenges.revoke(slug, subject, purposes=[CONFIRM], scope=scope)
-                raise
+                on_failure=lambda: ctx.challenges.revoke(
+                    slug, subject, purposes=[CONFIRM], scope=scope
+                ),
+            )
         return self._continue(ctx, challenge, identity)
 
     @staticmethod
@@ -241,6 +258,11 @@ class ShareCodeStrategy:
             settings=ctx.portal,
             purpose=CONFIRM,
             method=NAME,
+            digits=config.code_digits,
+            # The identifier a client types here is the share code: each share code has its own
+            # count, so a guesser who holds one locks only that code (10 guesses for 5 digits),
+            # and the new share code staff issue starts afresh.
+            counter=failure_counter,
         )
         # The share code must still be valid when the confirmation code is used: revoking a
         # share code (or issuing a new one) ends the sign-ins it started.
@@ -252,6 +274,11 @@ class ShareCodeStrategy:
 
     def staff(self, auth: Auth) -> ShareCodes:
         return ShareCodes(auth, self)
+
+
+def failure_counter(record: ChallengeRecord) -> str:
+    """The consecutive-failure counter of a confirmation code: its share code's id."""
+    return str(record.data.get("share", "")) if record.data else ""
 
 
 class ShareCodes:
@@ -367,6 +394,7 @@ class ShareCodes:
             },
             purpose=SHARE,
             method=NAME,
+            wait=True,  # staff see at once whether the invitation went out
         )
         self._auth.directory.record_invitation(party, NAME)
         self._auth.emitter.emit(
@@ -393,11 +421,17 @@ class ShareCodes:
         """Invited (a live share code, with its expiry) or not invited (never issued, expired,
         replaced or revoked)."""
         party = self._identity(identity)
-        record = self._auth.challenges.latest(party.portal, party.id, SHARE, scope)
+        settings, config = self._settings(party)
+        challenges = self._auth.challenges
+        record = challenges.latest(party.portal, party.id, SHARE, scope)
         if record is None:
             return ShareCodeStatus(invited=False)
+        failures = challenges.failures(party.portal, NAME, party.id, record.id)
         return ShareCodeStatus(
-            invited=True, expires_at=record.expires_at, issued_at=record.created_at
+            invited=True,
+            expires_at=record.expires_at,
+            issued_at=record.created_at,
+            locked=failures >= hard_limit(settings, config.code_digits),
         )
 
     def revoke(self, identity: Identity | str, scope: str, *, actor: str | None = None) -> bool:

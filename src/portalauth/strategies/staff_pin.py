@@ -8,6 +8,14 @@ when, never its value again (only its keyed digest is stored).
 The PIN is bound to the identity: the right PIN with another e-mail address fails. It has an
 attempt budget per PIN (5) and the identity's consecutive-failure budget for this method, and it
 is the recovery path when another method is locked (its failures are counted separately).
+
+Two counts keep that path open (R12): wrong PINs typed against an outstanding PIN count toward
+the method's hard lock (100 in a row: 1 in 10,000 of the PIN space for a guesser, however many
+PINs staff issue); *every* wrong PIN, outstanding or not, counts toward a second count that only
+ever delays (30 s doubling to 1 h) and never locks. Typing PINs for an address that holds none
+cannot succeed, so it may slow an attacker but must not close the path before staff give the
+client a PIN; and because both kinds of failure delay alike, the answers do not tell whether a
+PIN is outstanding or the address has an account.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ if TYPE_CHECKING:
     from ..auth import Auth
 
 __all__ = ["Pin", "PinStatus", "Pins", "StaffPinSettings", "StaffPinStrategy"]
+
+#: The count of every wrong PIN typed for an address (delays only, never a lock).
+TYPED = "typed"
 
 NAME = "staff_pin"
 PURPOSE = "staff_pin"
@@ -96,18 +107,25 @@ class StaffPinStrategy:
         ctx.hit(config.attempts_per_address, "pin_address", slug, subject)
         # The subject's newest PIN: a known identity's (if any), never another's. Unknown
         # addresses and identities without a PIN fail the same way, through the same budget.
-        pin = ctx.challenges.latest(slug, subject, PURPOSE)
+        challenges = ctx.challenges
+        challenges.check_failures(ctx.portal, NAME, subject, TYPED, lock=False)
+        pin = challenges.latest(slug, subject, PURPOSE)
         if pin is None:
-            ctx.challenges.check_failures(ctx.portal, NAME, subject)
-            ctx.challenges.record_failure(slug, NAME, subject)
+            challenges.record_failure(slug, NAME, subject, TYPED)
             raise VerificationFailed()
-        ctx.challenges.verify(
-            pin.id,
-            ctx.read_code("pin", DIGITS),
-            settings=ctx.portal,
-            purpose=PURPOSE,
-            method=NAME,
-        )
+        try:
+            challenges.verify(
+                pin.id,
+                ctx.read_code("pin", DIGITS),
+                settings=ctx.portal,
+                purpose=PURPOSE,
+                method=NAME,
+                digits=DIGITS,
+            )
+        except VerificationFailed:
+            challenges.record_failure(slug, NAME, subject, TYPED)
+            raise
+        challenges.clear_failures(slug, NAME, subject, TYPED)
         if identity is None:  # unreachable: decoy subjects never hold a PIN
             raise VerificationFailed()
         return Authenticated(identity=identity)
