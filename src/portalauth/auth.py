@@ -40,6 +40,7 @@ from .errors import (
     MethodDisabled,
     NotFound,
     PortalAuthError,
+    StoreUnavailable,
     Throttled,
     VerificationFailed,
     WeakCodeWarning,
@@ -515,17 +516,24 @@ class Auth:
         disabled, before the new session exists, the sign-in fails and no session remains.
         """
         client = client or ClientInfo()
-        current = self.store.get_identity(identity.id)
-        if current is None or not _unchanged(identity, current):
+        if identity.disabled:
             raise VerificationFailed()
-        settings = self.portals.get(current.portal)
-        claims = self.plugins.session_claims(current, settings, method)
-        token, record = self.sessions.create(
-            current, settings, method=method, scope=scope, claims=claims
-        )
-        # Read again now that the session exists (R57): a password change, reset, disable or
-        # contact change that wrote before this read shows here; one that writes after it runs
-        # its revoke_all after that write, so it finds this session and ends it.
+        settings = self.portals.get(identity.portal)
+        claims = self.plugins.session_claims(identity, settings, method)
+        try:
+            token, record = self.sessions.create(
+                identity, settings, method=method, scope=scope, claims=claims
+            )
+        except StoreUnavailable:
+            # A store that enforces the identity's existence refuses a session for one deleted
+            # meanwhile: that is a failed sign-in, not an outage.
+            if self.store.get_identity(identity.id) is None:
+                raise VerificationFailed() from None
+            raise
+        # Read the identity only now that the session exists (R57): a password change, reset,
+        # disable, deletion or contact change that wrote before this read shows here and the
+        # session goes; one that writes after it runs its revoke_all after that write, so it
+        # finds this session and ends it.
         latest = self.store.get_identity(identity.id)
         if latest is None or not _unchanged(identity, latest):
             self.store.delete_session(record.key)

@@ -289,7 +289,7 @@ class Challenges:
             raise VerificationFailed()
         narrow = counter(record) if callable(counter) else counter
         fail_key = _failure_key(settings.slug, method, record.subject, narrow)
-        self._check_budget(fail_key, settings, now, hard_limit(settings, digits))
+        failures = self._check_budget(fail_key, settings, now, hard_limit(settings, digits))
 
         spent, current = self._store.spend_attempt(record.id, now)
         if not spent:
@@ -308,7 +308,8 @@ class Challenges:
         if consume and not self._store.consume_challenge(record.id, now):
             # Another request with the same secret won the race (or it expired just now).
             raise VerificationFailed()
-        self.clear_failures(settings.slug, method, record.subject, narrow)
+        if failures:  # read just before: no second read in the common case of none (issue 8)
+            self._store.clear_counter(fail_key)
         self._emitter.emit(
             "verification.succeeded",
             portal=settings.slug,
@@ -336,18 +337,20 @@ class Challenges:
     # -- consecutive failures ---------------------------------------------------------------
     def _check_budget(
         self, key: str, settings: PortalSettings, now: float, limit: int | None
-    ) -> None:
+    ) -> int:
+        """Raise :class:`Throttled` if an attempt must wait; else return the current count."""
         failures, expires_at = self._store.get_counter(key, now)
         if limit is not None and failures >= limit:
             # Locked for this method until a success elsewhere clears it (R12: recovery paths
             # such as a staff PIN or a reset are other methods, with their own counts).
             raise Throttled(retry_after=_MAX_DELAY)
         if failures < settings.failure_budget:
-            return
+            return failures
         last_failure = expires_at - FAILURE_WINDOW
         wait = last_failure + _delay(failures, settings.failure_budget) - now
         if wait > 0:
             raise Throttled(retry_after=math.ceil(wait))
+        return failures
 
     def _fail(self, key: str, record: ChallengeRecord, method: str, why: str) -> None:
         now = self._clock.now()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 
 __all__ = ["ClientInfo", "client_ip_from_forwarded", "ip_key"]
 
@@ -71,7 +71,10 @@ class ClientInfo:
     ip: str | None = None
     user_agent: str | None = field(default=None, converter=_agent)
     request_id: str | None = None
-
-    @property
-    def ip_key(self) -> str:
-        return ip_key(self.ip)
+    #: The throttle bucket of ``ip`` (see :func:`ip_key`), parsed once per request.
+    ip_key: str = field(
+        init=False,
+        default=Factory(lambda self: ip_key(self.ip), takes_self=True),
+        eq=False,
+        repr=False,
+    )
