@@ -822,8 +822,12 @@ def test_consecutive_failures_survive_reentering_the_share_code(
     assert throttled.value.retry_after == 3600
     assert auth.share_codes.status(party, CASE).locked
     clock.advance(86400)
+    sent = len(messages(auth, CONFIRM))
+    later = enter(auth, share.code)  # the same answer as for an unknown share code...
+    assert later.next == third.next and later.fields == third.fields
+    assert len(messages(auth, CONFIRM)) == sent  # ...and nothing is sent: it cannot be used
     with pytest.raises(Throttled):
-        advance(auth, enter(auth, share.code), confirmation_code(auth, party))
+        advance(auth, later, code)
     # Staff issue a new share code: it has a count of its own, and the old one is dead.
     renewed = issue(auth, party)
     assert not auth.share_codes.status(party, CASE).locked

@@ -180,6 +180,15 @@ class ShareCodeStrategy:
         identity = ctx.directory.find(share.subject) if share else None
         if identity is not None and not ctx.dispatcher.can_reach(identity, "email"):
             identity = None
+        # A locked share code can no longer sign in, so it sends nothing; its flow carries on as
+        # before (and meets the same lock at the next step) so that the answers stay those of
+        # any other guessed share code (staff see ``locked`` and issue a new share code).
+        locked = (
+            identity is not None
+            and share is not None
+            and ctx.challenges.failures(slug, NAME, identity.id, share.id)
+            >= hard_limit(ctx.portal, config.code_digits)
+        )
         if identity is None or share is None:
             if ctx.portal.helpful_errors:
                 raise VerificationFailed(
@@ -220,7 +229,7 @@ class ShareCodeStrategy:
             "minutes": config.code_minutes,
             "purpose_label": "sign in to your case portal",
         }
-        if identity is None:
+        if identity is None or locked:
             # The same rendering and queued job as a real code (R32).
             ctx.dispatcher.send_nothing(
                 ctx.portal, channel="email", template="code", context=context
