@@ -405,3 +405,28 @@ def test_second_factor_codes_have_a_resend_cooldown(
         assert isinstance(step, Step) and step.next == "second_factor", i
     sent = [m for m in messages(auth) if m.purpose == "second_factor"]
     assert len(sent) <= 1
+
+
+def test_a_success_for_one_identifier_does_not_clear_the_ip_limit(
+    make_auth: Callable[..., Auth], clock: FrozenClock
+) -> None:  # R11
+    auth = make_auth("memory", limits={"start_per_ip": "10/minute"})
+    open_portal(auth)
+    add_victim(auth)
+    add_victim(auth, name="Kim Lee", email="kim@example.com", phone=None, tax_id_last4=None)
+    for i in range(9):  # nine failures for the victim from one address...
+        with pytest.raises(VerificationFailed):
+            auth.start(
+                PORTAL, "password", {"email": EMAIL, "password": f"wrong {i}"}, client=CLIENT
+            )
+    # ...a success for another identifier from the same address...
+    kim = {"email": "kim@example.com", "password": PASSWORD}
+    assert isinstance(auth.start(PORTAL, "password", kim, client=CLIENT), SignedIn)
+    # ...and the victim's next try from there is refused by the per-IP limit all the same.
+    with pytest.raises(Throttled):
+        auth.start(PORTAL, "password", {"email": EMAIL, "password": PASSWORD}, client=CLIENT)
+    clock.advance(60)
+    assert isinstance(
+        auth.start(PORTAL, "password", {"email": EMAIL, "password": PASSWORD}, client=CLIENT),
+        SignedIn,
+    )
