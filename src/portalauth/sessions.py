@@ -12,7 +12,10 @@ or deleted.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +29,6 @@ from .events import Emitter
 from .keys import Keyring
 from .records import Identity, SessionRecord
 from .stores.base import Store
-from .tokens import is_canonical
 
 __all__ = ["TOKEN_MAX", "Sessions"]
 
@@ -36,8 +38,17 @@ TOKEN_MAX = 512
 _TOUCH_EVERY = 60.0
 
 
+#: The only token shape ever issued: a 43-character id (``token_urlsafe(32)``), a dot and the
+#: 43-character unpadded base64url HMAC-SHA256 of the id.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}", re.ASCII)
+
+
 def _key(session_id: str) -> bytes:
     return hashlib.sha256(session_id.encode("ascii")).digest()
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 class Sessions:
@@ -57,9 +68,15 @@ class Sessions:
         self._clock = clock
         self._emitter = emitter
         self._settings_for = settings_for  # Callable[[str], PortalSettings | None]
-        self._signer = itsdangerous.Signer(
+        # Tokens are itsdangerous signatures (``Signer(keys, salt=SALT, sha256)``); the derived
+        # keys are computed once here, newest first, rather than on every request.
+        signer = itsdangerous.Signer(
             keyring.oldest_first, salt=self.SALT, digest_method=hashlib.sha256
         )
+        self._keys = [signer.derive_key(key) for key in reversed(signer.secret_keys)]
+
+    def _sign(self, session_id: str, key: bytes) -> bytes:
+        return _b64(hmac.digest(key, session_id.encode("ascii"), "sha256"))
 
     def create(
         self,
@@ -89,17 +106,20 @@ class Sessions:
         self._emitter.emit(
             "session.created", portal=settings.slug, identity_id=identity.id, method=method
         )
-        return self._signer.sign(session_id).decode("ascii"), record
+        return f"{session_id}.{self._sign(session_id, self._keys[0]).decode('ascii')}", record
 
     def _unsign(self, token: object) -> str:
-        # id.signature, each in the exact form issued (no re-padded or bit-flipped spellings).
-        if not is_canonical(token, max_length=TOKEN_MAX, parts=2):
+        # id.signature in the exact form issued: the signature is compared as the string this
+        # server would write, so no re-padded or bit-flipped spelling of it passes.
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise SessionInvalid()
-        try:
-            session_id = self._signer.unsign(token).decode("ascii")
-        except (itsdangerous.BadSignature, UnicodeDecodeError):
-            raise SessionInvalid() from None
-        if len(session_id) != 43:  # token_urlsafe(32)
+        session_id, signature = token.split(".")
+        given = signature.encode("ascii")
+        # Every listed key is tried, so the time taken does not depend on which one matched.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(self._sign(session_id, key), given)
+        if not matched:
             raise SessionInvalid()
         return session_id
 

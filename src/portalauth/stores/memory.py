@@ -1,13 +1,16 @@
 """``memory://``: a store in this process's memory, for tests and single-process demos.
 
 One lock serialises every operation, which is what makes consume and spend-attempt atomic.
-Nothing survives the process.
+Lookups go through dictionaries kept beside the records (by contact, by subject, by lookup
+digest, by identity), so no operation on the sign-in path scans every record. Nothing survives
+the process.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 
 from ..config import PortalSettings
 from ..errors import ContactTaken, NotFound
@@ -28,6 +31,12 @@ class MemoryStore:
         self._sessions: dict[bytes, SessionRecord] = {}
         self._messages: list[Message] = []
         self._counters: dict[str, tuple[int, float]] = {}
+        # Indexes, kept in step with the records above under the same lock.
+        self._by_contact: dict[tuple[str, str, str], str] = {}  # (portal, kind, value) -> id
+        self._by_subject: defaultdict[tuple[str, str], dict[str, None]] = defaultdict(dict)
+        self._by_lookup: defaultdict[tuple[str, str, bytes], dict[str, None]] = defaultdict(dict)
+        self._sessions_of: defaultdict[str, dict[bytes, None]] = defaultdict(dict)
+        self._messages_of: defaultdict[tuple[str, str | None], list[Message]] = defaultdict(list)
 
     def __repr__(self) -> str:
         return "MemoryStore()"
@@ -49,14 +58,27 @@ class MemoryStore:
             return [self._portals[k] for k in sorted(self._portals)]
 
     # -- identities
+    @staticmethod
+    def _contacts(identity: Identity) -> Iterable[tuple[str, str, str]]:
+        if identity.email_key:
+            yield (identity.portal, "email", identity.email_key)
+        if identity.phone:
+            yield (identity.portal, "phone", identity.phone)
+
     def _check_unique(self, identity: Identity) -> None:
-        for other in self._identities.values():
-            if other.id == identity.id or other.portal != identity.portal:
-                continue
-            if identity.email_key and other.email_key == identity.email_key:
-                raise ContactTaken(field="email")
-            if identity.phone and other.phone == identity.phone:
-                raise ContactTaken(field="phone")
+        for key in self._contacts(identity):
+            owner = self._by_contact.get(key)
+            if owner is not None and owner != identity.id:
+                raise ContactTaken(field=key[1])
+
+    def _index_identity(self, old: Identity | None, new: Identity | None) -> None:
+        if old is not None:
+            for key in self._contacts(old):
+                if self._by_contact.get(key) == old.id:
+                    del self._by_contact[key]
+        if new is not None:
+            for key in self._contacts(new):
+                self._by_contact[key] = new.id
 
     def add_identity(self, identity: Identity) -> None:
         with self._lock:
@@ -64,6 +86,7 @@ class MemoryStore:
                 raise ContactTaken("That identity id exists already.")
             self._check_unique(identity)
             self._identities[identity.id] = identity
+            self._index_identity(None, identity)
 
     def update_identity(self, identity: Identity) -> None:
         with self._lock:
@@ -72,12 +95,14 @@ class MemoryStore:
                 raise NotFound()
             self._check_unique(identity)
             # Fields with their own writers keep their stored values (see Store.update_identity).
-            self._identities[identity.id] = identity.evolve(
+            updated = identity.evolve(
                 password_hash=stored.password_hash,
                 password_changed_at=stored.password_changed_at,
                 last_sign_in_at=stored.last_sign_in_at,
                 last_sign_in_method=stored.last_sign_in_method,
             )
+            self._identities[identity.id] = updated
+            self._index_identity(stored, updated)
 
     def record_sign_in(self, identity_id: str, at: float, method: str) -> None:
         with self._lock:
@@ -94,16 +119,12 @@ class MemoryStore:
     def find_identity(
         self, portal: str, *, email_key: str | None = None, phone: str | None = None
     ) -> Identity | None:
-        if email_key is None and phone is None:
-            return None
         with self._lock:
-            for identity in self._identities.values():
-                if identity.portal != portal:
-                    continue
-                if email_key is not None and identity.email_key == email_key:
-                    return identity
-                if phone is not None and identity.phone == phone:
-                    return identity
+            for kind, value in (("email", email_key), ("phone", phone)):
+                if value is not None:
+                    found = self._by_contact.get((portal, kind, value))
+                    if found is not None:
+                        return self._identities.get(found)
         return None
 
     def list_identities(self, portal: str) -> list[Identity]:
@@ -113,12 +134,14 @@ class MemoryStore:
 
     def delete_identity(self, identity_id: str) -> bool:
         with self._lock:
-            if self._identities.pop(identity_id, None) is None:
+            identity = self._identities.pop(identity_id, None)
+            if identity is None:
                 return False
-            for key in [k for k, s in self._sessions.items() if s.identity_id == identity_id]:
-                del self._sessions[key]
-            for cid in [c for c, r in self._challenges.items() if r.subject == identity_id]:
-                del self._challenges[cid]
+            self._index_identity(identity, None)
+            for key in self._sessions_of.pop(identity_id, {}):
+                self._sessions.pop(key, None)
+            for cid in list(self._by_subject.get((identity.portal, identity_id), {})):
+                self._drop_challenge(cid)
             return True
 
     def replace_password_hash(
@@ -145,17 +168,35 @@ class MemoryStore:
     def issue_challenge(self, record: ChallengeRecord, *, supersede: bool) -> None:
         with self._lock:
             if supersede:
-                for cid, other in self._challenges.items():
+                for cid in self._by_subject.get((record.portal, record.subject), {}):
+                    other = self._challenges[cid]
                     if (
                         other.state == "live"
-                        and other.portal == record.portal
-                        and other.subject == record.subject
                         and other.purpose == record.purpose
                         and other.scope == record.scope
                     ):
                         self._challenges[cid] = other.evolve(state="superseded")
             self._challenges[record.id] = record
             self._seq[record.id] = len(self._seq)
+            self._by_subject[(record.portal, record.subject)][record.id] = None
+            if record.lookup is not None:
+                self._by_lookup[(record.portal, record.purpose, record.lookup)][record.id] = None
+
+    def _drop_challenge(self, cid: str) -> None:
+        record = self._challenges.pop(cid)
+        self._seq.pop(cid, None)
+        by_subject = self._by_subject.get((record.portal, record.subject))
+        if by_subject is not None:
+            by_subject.pop(cid, None)
+            if not by_subject:
+                del self._by_subject[(record.portal, record.subject)]
+        if record.lookup is not None:
+            key = (record.portal, record.purpose, record.lookup)
+            by_lookup = self._by_lookup.get(key)
+            if by_lookup is not None:
+                by_lookup.pop(cid, None)
+                if not by_lookup:
+                    del self._by_lookup[key]
 
     def get_challenge(self, challenge_id: str) -> ChallengeRecord | None:
         with self._lock:
@@ -169,13 +210,12 @@ class MemoryStore:
     def find_challenge(
         self, portal: str, purpose: str, lookups: Sequence[bytes]
     ) -> ChallengeRecord | None:
-        wanted = set(lookups)
         with self._lock:
             return self._newest(
                 [
-                    r
-                    for r in self._challenges.values()
-                    if r.portal == portal and r.purpose == purpose and r.lookup in wanted
+                    self._challenges[cid]
+                    for lookup in set(lookups)
+                    for cid in self._by_lookup.get((portal, purpose, lookup), {})
                 ]
             )
 
@@ -186,11 +226,10 @@ class MemoryStore:
             return self._newest(
                 [
                     r
-                    for r in self._challenges.values()
-                    if r.portal == portal
-                    and r.subject == subject
-                    and r.purpose == purpose
-                    and r.scope == scope
+                    for r in map(
+                        self._challenges.__getitem__, self._by_subject.get((portal, subject), {})
+                    )
+                    if r.purpose == purpose and r.scope == scope
                 ]
             )
 
@@ -221,8 +260,9 @@ class MemoryStore:
     ) -> int:
         changed = 0
         with self._lock:
-            for cid, r in self._challenges.items():
-                if r.state != "live" or r.portal != portal or r.subject != subject:
+            for cid in self._by_subject.get((portal, subject), {}):
+                r = self._challenges[cid]
+                if r.state != "live":
                     continue
                 if purposes is not None and r.purpose not in purposes:
                     continue
@@ -236,6 +276,7 @@ class MemoryStore:
     def create_session(self, record: SessionRecord) -> None:
         with self._lock:
             self._sessions[record.key] = record
+            self._sessions_of[record.identity_id][record.key] = None
 
     def get_session(self, key: bytes) -> SessionRecord | None:
         with self._lock:
@@ -252,36 +293,45 @@ class MemoryStore:
 
     def delete_session(self, key: bytes) -> bool:
         with self._lock:
-            return self._sessions.pop(key, None) is not None
+            record = self._sessions.pop(key, None)
+            if record is None:
+                return False
+            self._unindex_session(record)
+            return True
+
+    def _unindex_session(self, record: SessionRecord) -> None:
+        keys = self._sessions_of.get(record.identity_id)
+        if keys is not None:
+            keys.pop(record.key, None)
+            if not keys:
+                del self._sessions_of[record.identity_id]
 
     def delete_sessions(self, identity_id: str, *, keep: bytes | None = None) -> int:
         with self._lock:
-            doomed = [
-                k for k, s in self._sessions.items() if s.identity_id == identity_id and k != keep
-            ]
+            doomed = [k for k in self._sessions_of.get(identity_id, {}) if k != keep]
             for key in doomed:
-                del self._sessions[key]
+                self._unindex_session(self._sessions.pop(key))
             return len(doomed)
 
     def list_sessions(self, identity_id: str) -> list[SessionRecord]:
         with self._lock:
-            found = [s for s in self._sessions.values() if s.identity_id == identity_id]
+            found = [self._sessions[k] for k in self._sessions_of.get(identity_id, {})]
         return sorted(found, key=lambda s: s.created_at, reverse=True)
 
     # -- messages
     def add_message(self, message: Message) -> None:
         with self._lock:
             self._messages.append(message)
+            self._messages_of[(message.portal, message.identity_id)].append(message)
 
     def list_messages(
         self, portal: str, *, identity_id: str | None = None, limit: int = 100
     ) -> list[Message]:
         with self._lock:
-            found = [
-                m
-                for m in reversed(self._messages)
-                if m.portal == portal and (identity_id is None or m.identity_id == identity_id)
-            ]
+            if identity_id is not None:
+                own = self._messages_of.get((portal, identity_id), [])
+                return own[: -limit - 1 : -1] if limit > 0 else []
+            found = [m for m in reversed(self._messages) if m.portal == portal]
         return found[:limit]
 
     # -- counters
@@ -313,13 +363,12 @@ class MemoryStore:
         removed = 0
         with self._lock:
             for cid in [c for c, r in self._challenges.items() if now >= r.expires_at][:batch]:
-                del self._challenges[cid]
-                self._seq.pop(cid, None)
+                self._drop_challenge(cid)
                 removed += 1
             for key in [k for k, s in self._sessions.items() if not s.live_at(now)][
                 : batch - removed
             ]:
-                del self._sessions[key]
+                self._unindex_session(self._sessions.pop(key))
                 removed += 1
             for ckey in [k for k, (_, e) in self._counters.items() if now >= e][: batch - removed]:
                 del self._counters[ckey]
