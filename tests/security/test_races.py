@@ -1,4 +1,6 @@
-"""Races (issue 7, item 2), on every store kind of the ``store_kind`` fixture.
+"""Races (issue 7, item 2), on every store kind: memory and SQLite (the shared ``store_kind``
+fixture's kinds) and PostgreSQL and Redis (``server_stores.py``: a fresh database or key prefix
+per test on servers started once per session).
 
 Threads are released together by a ``threading.Barrier``. Each test checks an invariant that must
 hold whatever the interleaving: one correct secret signs in exactly once (R24); wrong guesses in
@@ -53,6 +55,14 @@ from .helpers import (
     race,
     spying_issues,
     token_in,
+)
+from .server_stores import (  # noqa: F401 (fixtures, by name: every kind, servers included)
+    make_auth_on_servers_fixture,
+    postgres_server_fixture,
+    postgres_uri_fixture,
+    redis_server_fixture,
+    redis_uri_fixture,
+    store_kind_on_servers_fixture,
 )
 
 THREADS = 50
