@@ -17,6 +17,7 @@ from portalauth import Auth, FlowInvalid, FlowState
 from portalauth.clock import FrozenClock
 from portalauth.flows import FlowCodec
 from portalauth.keys import Keyring
+from portalauth.signing import TokenSigner
 
 MAX_AGE = 3600
 STATE = FlowState(portal="acme", method="email_code", step="code", challenge_id="chal-123")
@@ -253,13 +254,13 @@ def test_oversized_tokens_are_refused_before_any_signature_work(
     codec: FlowCodec, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # R22
     checked: list[object] = []
-    real = FlowCodec._sign
+    real = TokenSigner._signature
 
     def spy(signed: bytes, key: bytes) -> bytes:
         checked.append(signed)
         return real(signed, key)
 
-    monkeypatch.setattr(FlowCodec, "_sign", staticmethod(spy))
+    monkeypatch.setattr(TokenSigner, "_signature", staticmethod(spy))
     token = codec.dump(STATE)
     checked.clear()
     for bad in (token + "a" * (1025 - len(token)), "a" * 100_000, None, b"x"):

@@ -19,6 +19,7 @@ from portalauth import Auth, Identity, PasswordHasher, SessionInvalid, SignedIn
 from portalauth.clock import FrozenClock
 from portalauth.keys import Keyring
 from portalauth.sessions import TOKEN_MAX, Sessions
+from portalauth.signing import TokenSigner
 
 SALT = "portalauth.session"
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -169,13 +170,13 @@ def test_oversized_non_ascii_and_non_string_tokens_are_refused_before_any_signat
     auth: Auth, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # R22: length caps before any expensive work
     checked: list[object] = []
-    real = Sessions._sign
+    real = TokenSigner._signature
 
-    def spy(self: Sessions, session_id: str, key: bytes) -> bytes:
-        checked.append(session_id)
-        return real(self, session_id, key)
+    def spy(value: bytes, key: bytes) -> bytes:
+        checked.append(value.decode())
+        return real(value, key)
 
-    monkeypatch.setattr(Sessions, "_sign", spy)
+    monkeypatch.setattr(TokenSigner, "_signature", staticmethod(spy))
     for bad in ("a" * (TOKEN_MAX + 1), "a" * 100_000, "é" * 10, "x.y\udcff", None, b"x.y", ""):
         with pytest.raises(SessionInvalid):
             auth.sessions.validate(bad)

@@ -12,15 +12,11 @@ or deleted.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
-
-import itsdangerous
 
 from .clock import Clock
 from .config import PortalSettings
@@ -28,6 +24,7 @@ from .errors import SessionInvalid
 from .events import Emitter
 from .keys import Keyring
 from .records import Identity, SessionRecord
+from .signing import TokenSigner
 from .stores.base import Store
 
 __all__ = ["TOKEN_MAX", "Sessions"]
@@ -47,10 +44,6 @@ def _key(session_id: str) -> bytes:
     return hashlib.sha256(session_id.encode("ascii")).digest()
 
 
-def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
 class Sessions:
     """Create, validate and revoke sessions."""
 
@@ -68,15 +61,8 @@ class Sessions:
         self._clock = clock
         self._emitter = emitter
         self._settings_for = settings_for  # Callable[[str], PortalSettings | None]
-        # Tokens are itsdangerous signatures (``Signer(keys, salt=SALT, sha256)``); the derived
-        # keys are computed once here, newest first, rather than on every request.
-        signer = itsdangerous.Signer(
-            keyring.oldest_first, salt=self.SALT, digest_method=hashlib.sha256
-        )
-        self._keys = [signer.derive_key(key) for key in reversed(signer.secret_keys)]
-
-    def _sign(self, session_id: str, key: bytes) -> bytes:
-        return _b64(hmac.digest(key, session_id.encode("ascii"), "sha256"))
+        # Tokens are what itsdangerous.Signer(keys, salt=SALT, sha256) writes (see signing.py).
+        self._signer = TokenSigner(keyring, self.SALT)
 
     def create(
         self,
@@ -106,7 +92,8 @@ class Sessions:
         self._emitter.emit(
             "session.created", portal=settings.slug, identity_id=identity.id, method=method
         )
-        return f"{session_id}.{self._sign(session_id, self._keys[0]).decode('ascii')}", record
+        signature = self._signer.sign(session_id.encode("ascii")).decode("ascii")
+        return f"{session_id}.{signature}", record
 
     def _unsign(self, token: object) -> str:
         # id.signature in the exact form issued: the signature is compared as the string this
@@ -114,12 +101,7 @@ class Sessions:
         if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise SessionInvalid()
         session_id, signature = token.split(".")
-        given = signature.encode("ascii")
-        # Every listed key is tried, so the time taken does not depend on which one matched.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(self._sign(session_id, key), given)
-        if not matched:
+        if not self._signer.verify(session_id.encode("ascii"), signature.encode("ascii")):
             raise SessionInvalid()
         return session_id
 
