@@ -459,6 +459,8 @@ class Auth:
     ) -> Step | SignedIn:
         """Finish a primary sign-in: the portal's second-factor step if one is due, else
         :meth:`sign_in`. Strategies' staff-side entry points (a redeemed link) use this too."""
+        if identity.portal != settings.slug:
+            raise VerificationFailed()  # a strategy vouching for another portal's client (R72)
         kind = self._second.required(settings, identity)
         if kind is None:
             return self.sign_in(identity, method=method, scope=scope, client=client)

@@ -294,7 +294,14 @@ class Challenges:
         spent, current = self._store.spend_attempt(record.id, now)
         if not spent:
             self._fail(fail_key, record, method, "unusable")
-            reason = "superseded" if current and current.state == "superseded" else "invalid"
+            # Only while it would otherwise still be live: an expired record says "invalid", as
+            # it will once the purge has deleted it (R70: a purge changes no answer).
+            superseded = (
+                current is not None
+                and current.state == "superseded"
+                and now < current.expires_at
+            )
+            reason = "superseded" if superseded else "invalid"
             raise VerificationFailed(reason=reason)
         if check is not None:
             # The proof is checked elsewhere (a Tax ID digest); the budget and single use still
