@@ -297,9 +297,7 @@ class Challenges:
             # Only while it would otherwise still be live: an expired record says "invalid", as
             # it will once the purge has deleted it (R70: a purge changes no answer).
             superseded = (
-                current is not None
-                and current.state == "superseded"
-                and now < current.expires_at
+                current is not None and current.state == "superseded" and now < current.expires_at
             )
             reason = "superseded" if superseded else "invalid"
             raise VerificationFailed(reason=reason)
