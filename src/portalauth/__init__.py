@@ -38,6 +38,7 @@ from .events import Event
 from .flows import Attempt, Authenticated, Continue, Done, Field, FlowState, SignedIn, Step
 from .hooks import hookimpl
 from .keys import Keyring
+from .metrics import ConversionRow, SmsConversion
 from .passwords import PasswordHasher
 from .records import ChallengeRecord, Identity, Message, SessionRecord
 from .rendering import Rendered
@@ -58,6 +59,7 @@ __all__ = [
     "ContactTaken",
     "Context",
     "Continue",
+    "ConversionRow",
     "DeliveryFailed",
     "Done",
     "Event",
@@ -85,6 +87,7 @@ __all__ = [
     "SessionRecord",
     "SignedIn",
     "SignupDisabled",
+    "SmsConversion",
     "Step",
     "Store",
     "StoreUnavailable",

@@ -315,12 +315,15 @@ class Challenges:
             raise VerificationFailed()
         if failures:  # read just before: no second read in the common case of none (issue 8)
             self._store.clear_counter(fail_key)
+        detail = {"purpose": purpose}
+        if record.data and "channel" in record.data:
+            detail["channel"] = str(record.data["channel"])  # an SMS code's conversion (R17)
         self._emitter.emit(
             "verification.succeeded",
             portal=settings.slug,
             identity_id=record.subject,
             method=method,
-            detail={"purpose": purpose},
+            detail=detail,
         )
         return record
 

@@ -47,6 +47,7 @@ __all__ = [
     "normalize_email",
     "normalize_phone",
     "sms_allowed",
+    "sms_route",
 ]
 
 EMAIL_MAX = 254
@@ -162,6 +163,16 @@ def sms_allowed(e164: str, countries: frozenset[str]) -> bool:
         return False
     number = phonenumbers.parse(e164, None)
     return phonenumbers.region_code_for_number(number) in countries
+
+
+def sms_route(e164: str) -> tuple[str, str]:
+    """``(country, prefix)`` of a number: its region code (``"ZZ"`` if unknown) and the number
+    without its last four digits, the unit SMS-pumping ranges come in (R16, R17)."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None)) or "ZZ"
+    except phonenumbers.NumberParseException:
+        region = "ZZ"
+    return region, e164[:-4]
 
 
 def mask_email(address: str) -> str:

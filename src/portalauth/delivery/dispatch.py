@@ -23,6 +23,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import PortalSettings
+from ..contacts import sms_route
 from ..errors import DeliveryFailed
 from ..events import Emitter
 from ..records import Identity, Message
@@ -139,6 +140,9 @@ class Dispatcher:
         )
         target: Sender = self._outbox if sender is None or simulated else sender
         detail = {"channel": channel, "purpose": purpose}
+        if channel == "sms":
+            # Where the SMS went, for toll-fraud monitoring (R13, R17); never the whole number.
+            detail["country"], detail["prefix"] = sms_route(to)
         raises = wait or not self.queue.deferred
 
         def deliver() -> None:
