@@ -46,6 +46,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """The benchmarks against their raw limits (``nox -s bench -- --quick`` for a short run)."""
-    session.run("python", "-m", "pip", "install", "-q", "-e", ".")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    """Every benchmark: the main run, --scale and --rss (10 to 15 minutes); options after
+    ``--`` replace ``--all`` (``nox -s bench -- --quick`` for a short run)."""
+    session.run("python", "-m", "pip", "install", "-q", "-e", ".[bench,redis,postgres]")
+    session.run("python", "benchmarks/run.py", *(session.posargs or ["--all"]))

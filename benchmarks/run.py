@@ -1,479 +1,426 @@
-"""portalauth benchmarks: flows against their raw limits, in one process run.
+"""portalauth benchmarks: flows against their raw limits and peers, in one process run.
 
-    python benchmarks/run.py            # about 2 minutes
-    python benchmarks/run.py --quick    # short runs, under 30 seconds
-    nox -s bench
+    python benchmarks/run.py            # the main run, about 5 minutes
+    python benchmarks/run.py --quick    # short measurements, under a minute
+    python benchmarks/run.py --all      # also --scale (3 to 5 minutes) and --rss (3 to 5 minutes)
+    nox -s bench                        # installs .[bench,redis,postgres] and runs --all
 
-For the memory store and a SQLite file store it measures a whole ``contact_otp`` sign-in by
-e-mail (start, read the code from ``auth.outbox``, advance, validate the new session), the start
-alone and a session validation alone; single-threaded and with 8 threads. In the same run it
-measures the raw limits (HMAC-SHA256, ``secrets`` codes, a raw SQLite transaction, itsdangerous,
-argon2-cffi) and prints every flow as a ratio to its raw limit (higher is better) next to the
-targets of issue 8. ``time.perf_counter`` is used for measurement only; the library runs on a
-``FrozenClock`` moved one second per sign-in, with limits raised so that no throttle or cooldown
-ever trips.
+For each store (memory, a SQLite file, and PostgreSQL and Redis when their binaries are there:
+this run starts them on 127.0.0.1 in a temporary directory) and each strategy it measures a whole
+sign-in (start, the second step, a validation of the new session), the start alone and a session
+validation alone: with 1 thread, 8 threads and, on the server stores, 4 processes (each its own
+``Auth`` on the same server). In the same run it measures the raw limits (HMAC, ``secrets``,
+itsdangerous, argon2-cffi, raw SQLite transactions and SELECTs, Redis and PostgreSQL round trips)
+and the peers (django-sesame, django-otp's e-mail device), and prints each flow as a ratio to its
+raw limit and to the peers (higher is better), with the targets of issue 8. Progress goes to
+stderr, the Markdown report to stdout. See benchmarks/README.md and docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
+import contextlib
 import os
 import platform
-import re
 import secrets
+import signal
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
-import argon2
-import itsdangerous
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, also under -m
 
-from portalauth import Auth, ClientInfo, FrozenClock, PasswordHasher, SignedIn, Step
+import peers
+import raw
+import report
+import rss
+import scale
+import signins
+import trips
+from measure import (
+    ProcessPool,
+    Result,
+    WorkerFactory,
+    fmt_ms,
+    fmt_rate,
+    measure_blocks,
+    measure_threads,
+    paired_ratio,
+)
+from report import PROCESSES, THREADS
 
-T = TypeVar("T")
-Op = Callable[[], object]
-#: Builds one worker's operation (called once per thread, in that thread).
-WorkerFactory = Callable[[], Op]
+import servers
 
-SECRET_KEYS = ["bench-key-newest-0123456789abcdef", "bench-key-older-0123456789abcdef"]
-PORTAL = "bench"
-METHOD = "contact_otp"
-CLIENT = ClientInfo(ip="192.0.2.10", user_agent="bench")
-UNLIMITED = "1000000000/minute"
-THREADS = 8
-IDENTITIES = 256  # e-mail addresses signed in round-robin
-SESSIONS = 256  # live sessions validated round-robin
-_CODE = re.compile(r"\b([0-9]{6,10})\b")
-OWASP = {"memory_cost": 19456, "time_cost": 2, "parallelism": 1}
+STORES = ("memory", "sqlite", "postgres", "redis")
+SERVER_STORES = ("postgres", "redis")
+BenchMaker = Callable[[], AbstractContextManager[WorkerFactory]]
 
 
-# -- measurement ----------------------------------------------------------------------------------
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 @dataclass
-class Result:
-    name: str
-    threads: int
-    ops: int
-    seconds: float
-    latencies: list[float] = field(repr=False)
+class Run:
+    duration: float
+    slow_duration: float
+    quick: bool
+    workdir: Path
+    pool: ProcessPool | None = None
+    server_uris: dict[str, str] = field(default_factory=dict)
+    results: dict[tuple[str, str], Result] = field(default_factory=dict)
+    paired: dict[tuple[str, str], float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    round_trips: list[trips.Trips] = field(default_factory=list)
+    peers_ok: bool = False
+
+    @contextlib.contextmanager
+    def attempt(self, name: str, mode: str) -> Iterator[None]:
+        """A measurement that fails is reported, and the run goes on."""
+        try:
+            yield
+        except Exception as exc:
+            text = f"{name} ({mode}): {type(exc).__name__}: {exc}"
+            self.failures.append(text)
+            log(f"  FAILED {text}")
 
     @property
-    def rate(self) -> float:
-        return self.ops / self.seconds if self.seconds else 0.0
+    def sessions(self) -> int:
+        return 64 if self.quick else signins.SESSIONS
 
-    def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    def record(self, result: Result) -> None:
+        self.results[result.name, result.mode] = result
+        log(
+            f"  {result.name:<52} {result.mode:>2} {fmt_rate(result.rate):>7}/s"
+            f"  p50 {fmt_ms(result.p50)} ms  p99 {fmt_ms(result.p99)} ms"
+        )
 
+    def seconds(self, slow: bool) -> float:
+        return self.slow_duration if slow else self.duration
 
-def measure(name: str, factory: WorkerFactory, threads: int, duration: float) -> Result:
-    """Run ``factory()``'s op in ``threads`` threads for ``duration`` seconds (after a short
-    warm-up); ops/s is completed ops over wall time, latencies are per op."""
-    per_thread: list[list[float]] = [[] for _ in range(threads)]
-    errors: list[BaseException] = []
-    ready = threading.Barrier(threads + 1)
-    go = threading.Event()
-    deadline = [0.0]
+    def threads(self, name: str, make: BenchMaker, modes: tuple[int, ...], slow: bool) -> None:
+        """``make()`` is a fresh bench per measurement."""
+        for threads in modes:
+            with self.attempt(name, f"{threads}t"), make() as factory:
+                self.record(measure_threads(name, factory, threads, self.seconds(slow)))
 
-    def work(index: int) -> None:
-        try:
-            op = factory()
-            for _ in range(3):  # warm-up: caches, prepared statements
-                op()
-        except BaseException as exc:
-            errors.append(exc)
-            ready.wait()
+    def blocks(self, entries: list[tuple[str, BenchMaker, float]], slow: bool) -> None:
+        """One thread, the first entry interleaved in blocks with the others (its raw limit,
+        a peer): records the first entry's result and its ratio to each of the others."""
+        found: list[Result] = []
+        with self.attempt(entries[0][0], "1t"), ExitStack() as stack:
+            made = [(name, stack.enter_context(make()), w) for name, make, w in entries]
+            # argon2 takes ~20 ms: longer blocks, so that each holds a few verifies.
+            found = measure_blocks(made, self.seconds(slow), block=0.25 if slow else 0.1)
+        if not found:
             return
-        ready.wait()
-        go.wait()
-        out = per_thread[index]
-        clock = time.perf_counter
-        end = deadline[0]
-        try:
-            while True:
-                t0 = clock()
-                op()
-                t1 = clock()
-                out.append(t1 - t0)
-                if t1 >= end:
-                    break
-        except BaseException as exc:
-            errors.append(exc)
+        self.record(found[0])
+        for other in found[1:]:
+            ratio = paired_ratio(found[0], other)
+            self.paired[found[0].name, other.name] = ratio
+            log(
+                f"    ÷ {other.name} (interleaved, {fmt_rate(other.rate)}/s):"
+                f" {ratio:.3f} (median of {len(other.rounds)} rounds)"
+            )
 
-    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    ready.wait()
-    started = time.perf_counter()
-    deadline[0] = started + duration
-    go.set()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{name}: {errors[0]!r}") from errors[0]
-    latencies = [x for chunk in per_thread for x in chunk]
-    return Result(name, threads, len(latencies), elapsed, latencies)
+    def processes(self, name: str, target: str, args: tuple[Any, ...], slow: bool) -> None:
+        if self.pool is not None:
+            with self.attempt(name, f"{PROCESSES}p"):
+                self.record(self.pool.measure(name, target, args, self.seconds(slow)))
+
+    def sqlite_path(self, stem: str) -> str:
+        return str(self.workdir / f"{stem}-{secrets.token_hex(4)}.db")
+
+    def limit_bench(self, name: str) -> BenchMaker:
+        """A fresh bench of the raw limit or peer ``name``."""
+        pg, rd = self.server_uris.get("postgres", ""), self.server_uris.get("redis", "")
+        work = str(self.workdir)
+        makers: dict[str, BenchMaker] = {
+            report.HMAC: lambda: raw.hmac_pair(),
+            report.CODE: lambda: raw.six_digits(),
+            report.ITSD: lambda: raw.itsdangerous_pair(),
+            report.ARGON: lambda: raw.argon2_verify(False),
+            report.HASHER: lambda: raw.argon2_verify(True),
+            report.SQ_TXN: lambda: raw.sqlite_txn(self.sqlite_path("raw"), 1),
+            report.SQ_PAIR: lambda: raw.sqlite_txn(self.sqlite_path("raw"), 2),
+            report.SQ_SELECT: lambda: raw.sqlite_select(self.sqlite_path("raw")),
+            report.PG_RT: lambda: raw.postgres_op(pg, "select"),
+            report.PG_PAIR: lambda: raw.postgres_op(pg, "pair"),
+            report.RD_RT: lambda: raw.redis_op(rd, "get"),
+            report.RD_PAIR: lambda: raw.redis_op(rd, "pair"),
+            report.RD_PIPE: lambda: raw.redis_op(rd, "pipelined"),
+            report.SESAME: lambda: peers.sesame(work, True),
+            report.SESAME_DEFAULT: lambda: peers.sesame(work, False),
+            report.OTP: lambda: peers.otp_email(work),
+        }
+        return makers[name]
+
+    def store_uri(self, store: str) -> str:
+        """A fresh store: a new memory store or SQLite file; on a server, a new Redis key
+        prefix (PostgreSQL: the same database, a new portal per measurement)."""
+        if store == "memory":
+            return "memory://"
+        if store == "sqlite":
+            return f"sqlite:///{self.sqlite_path('store')}"
+        if store == "redis":
+            return f"{self.server_uris['redis']}?prefix=b{secrets.token_hex(4)}"
+        return self.server_uris["postgres"]
 
 
-# -- the library under test -------------------------------------------------------------------
-@contextmanager
-def bench_auth(
-    kind: str, workdir: Path
-) -> Iterator[tuple[Auth, FrozenClock, list[tuple[str, str]]]]:
-    """A fresh ``Auth`` on ``kind`` with one simulate-mode portal and ``IDENTITIES`` clients
-    (each an ``(e-mail, identity id)`` pair, so reading the outbox needs no directory lookup)."""
-    clock = FrozenClock()
-    if kind == "memory":
-        store = "memory://"
-    else:
-        path = workdir / f"portalauth-{secrets.token_hex(4)}.db"
-        store = f"sqlite:///{path}"
-    auth = Auth(
-        SECRET_KEYS,
-        store,
-        clock=clock,
-        entry_points=False,
-        limits={"start_per_ip": UNLIMITED, "advance_per_ip": UNLIMITED, "per_portal": UNLIMITED},
+# -- the sections -------------------------------------------------------------------------------
+def cpu_limits(run: Run) -> None:
+    log("raw limits: CPU")
+    both = (1, THREADS)
+    for name in (report.HMAC, report.CODE, report.ITSD):
+        run.threads(name, run.limit_bench(name), both, slow=False)
+    run.threads(report.ARGON, run.limit_bench(report.ARGON), both, slow=True)
+    run.blocks(
+        [
+            (report.HASHER, run.limit_bench(report.HASHER), 1.0),
+            (report.ARGON, run.limit_bench(report.ARGON), 1.0),
+        ],
+        slow=True,
     )
+    run.threads(report.HASHER, run.limit_bench(report.HASHER), (THREADS,), slow=True)
+
+
+def peer_section(run: Run) -> str | None:
+    missing = peers.available()
+    if missing is not None:
+        log(f"peers: skipped: {missing}")
+        return missing
+    log("peers (Django on a SQLite file)")
+    run.peers_ok = True
+    for name in (report.SESAME, report.SESAME_DEFAULT, report.OTP):
+        run.threads(name, run.limit_bench(name), (1, THREADS), slow=False)
+    return None
+
+
+def store_limits(run: Run, store: str) -> None:
+    names = {
+        "sqlite": (report.SQ_TXN, report.SQ_PAIR, report.SQ_SELECT),
+        "postgres": (report.PG_RT, report.PG_PAIR),
+        "redis": (report.RD_RT, report.RD_PAIR, report.RD_PIPE),
+    }.get(store, ())
+    if store == "postgres":
+        raw.prepare_postgres(run.server_uris["postgres"])
+    uri = run.server_uris.get(store, "")
+    kinds = {
+        report.PG_RT: "select",
+        report.PG_PAIR: "pair",
+        report.RD_RT: "get",
+        report.RD_PAIR: "pair",
+        report.RD_PIPE: "pipelined",
+    }
+    for name in names:
+        run.threads(name, run.limit_bench(name), (1, THREADS), slow=False)
+        if store in SERVER_STORES:
+            target = "raw:postgres_op" if store == "postgres" else "raw:redis_op"
+            run.processes(name, target, (uri, kinds[name]), slow=False)
+
+
+def store_flows(run: Run, store: str) -> None:
+    server = store in SERVER_STORES
+    rows = {row.flow: row for row in report.comparisons(store)}
+    plan: list[tuple[str, str, str]] = [  # (name, method, flow)
+        (report.flow_name(store, method, label), method, flow)
+        for method, flows in signins.FLOWS.items()
+        for flow, label in flows
+    ]
+    plan.append((report.validate_name(store), "contact_otp", "validate"))
+    for name, method, flow in plan:
+        slow = method == "password"
+        # --quick: 8 threads and 4 processes only for the e-mail code sign-in and validation.
+        full = not run.quick or (method == "contact_otp" and flow in ("whole", "validate"))
+
+        def make(method: str = method, flow: str = flow) -> AbstractContextManager[WorkerFactory]:
+            return signins.bench(run.store_uri(store), method, flow, None, 1, run.sessions)
+
+        row = rows[name]
+        entries: list[tuple[str, BenchMaker, float]] = [(name, make, 1.0)]
+        weight = 1.0 if slow else 0.35  # a limit gets a third of the flow's time, argon2 as much
+        entries.append((row.limit, run.limit_bench(row.limit), weight))
+        if row.sesame_target is not None and run.peers_ok:
+            entries.append((report.SESAME, run.limit_bench(report.SESAME), 0.5))
+        run.blocks(entries, slow)
+        if full:
+            run.threads(name, make, (THREADS,), slow)
+        if server and full:
+            with run.attempt(name, f"{PROCESSES}p"):
+                uri = run.store_uri(store)
+                setup = signins.prepare_shared(uri, method)
+                args = (uri, method, flow, setup, PROCESSES, run.sessions)
+                run.processes(name, "signins:bench", args, slow)
+
+
+def store_trips(run: Run, store: str, server: Any) -> None:
+    """Round trips per flow, counted by the server (a few runs of each flow)."""
+    n = 5 if run.quick else 20
+    log(f"{store}: round trips per operation ({n} runs of each flow)")
+    with run.attempt(f"{store} round trips", "1t"):
+        if store == "postgres":
+            if not server.has_statements:
+                raise RuntimeError("pg_stat_statements is not installed with the server")
+            name = server.create_database("trips")
+            server.track_statements(name)
+            found = trips.postgres(server.uri(name), n)
+        else:
+            found = trips.redis(server.uri(), server.port, n)
+        for flow, (per_op, _) in found.items():
+            log(f"  {flow:<52} {per_op:.3g} per op")
+        run.round_trips.append(found)
+
+
+# -- main ---------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+@contextlib.contextmanager
+def started_servers(wanted: list[str]) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """The servers that could be started, and why the others could not."""
+    found: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    starters: dict[str, Callable[[], Any]] = {
+        "postgres": servers.start_postgres,
+        "redis": servers.start_redis,
+    }
     try:
-        auth.portals.create(
-            PORTAL,
-            "Benchmark Court",
-            base_url="https://bench.example",
-            methods={METHOD},
-            simulate=True,
-            method_settings={
-                METHOD: {
-                    "channels": ["email"],
-                    "resend_cooldown": 0,
-                    "codes_per_destination": UNLIMITED,
-                }
-            },
-        )
-        emails = []
-        for i in range(IDENTITIES):
-            email = f"client{i}@example.com"
-            emails.append((email, auth.directory.add(PORTAL, f"Client {i}", email=email).id))
-        yield auth, clock, emails
+        for store in SERVER_STORES:
+            if store in wanted:
+                server = starters[store]()
+                if isinstance(server, str):
+                    skipped[store] = server
+                else:
+                    found[store] = server
+        yield found, skipped
     finally:
-        auth.close()
-
-
-def _round_robin(items: list[T]) -> Callable[[], T]:
-    lock = threading.Lock()
-    state = [0]
-
-    def take() -> T:
-        with lock:
-            state[0] += 1
-            return items[state[0] % len(items)]
-
-    return take
-
-
-def sign_in(auth: Auth, clock: FrozenClock, client: tuple[str, str]) -> SignedIn:
-    email, identity_id = client
-    clock.advance(1.0)  # one round: nothing the previous sign-in counted can trip this one
-    step = auth.start(PORTAL, METHOD, {"contact": email}, client=CLIENT)
-    if not isinstance(step, Step) or step.flow is None:
-        raise RuntimeError(f"start did not ask for a code: {step!r}")
-    message = auth.outbox.latest(PORTAL, identity=identity_id)
-    found = _CODE.search(message.text) if message is not None else None
-    if found is None:
-        raise RuntimeError("no code in the outbox")
-    done = auth.advance(step.flow, {"code": found.group(1)}, client=CLIENT)
-    if not isinstance(done, SignedIn):
-        raise RuntimeError(f"advance did not sign in: {done!r}")
-    return done
-
-
-def whole_sign_in(auth: Auth, clock: FrozenClock, emails: list[tuple[str, str]]) -> WorkerFactory:
-    take = _round_robin(emails)
-
-    def factory() -> Op:
-        def op() -> object:
-            done = sign_in(auth, clock, take())
-            return auth.sessions.validate(done.token)
-
-        return op
-
-    return factory
-
-
-def start_alone(auth: Auth, clock: FrozenClock, emails: list[tuple[str, str]]) -> WorkerFactory:
-    take = _round_robin(emails)
-
-    def factory() -> Op:
-        def op() -> object:
-            clock.advance(1.0)
-            return auth.start(PORTAL, METHOD, {"contact": take()[0]}, client=CLIENT)
-
-        return op
-
-    return factory
-
-
-def validate_alone(auth: Auth, clock: FrozenClock, emails: list[tuple[str, str]]) -> WorkerFactory:
-    tokens = [sign_in(auth, clock, emails[i % len(emails)]).token for i in range(SESSIONS)]
-    take = _round_robin(tokens)
-
-    def factory() -> Op:
-        def op() -> object:
-            # The clock stands still here: a validation, not a sliding-expiry write.
-            return auth.sessions.validate(take())
-
-        return op
-
-    return factory
-
-
-FLOWS: dict[str, Callable[[Auth, FrozenClock, list[tuple[str, str]]], WorkerFactory]] = {
-    "whole sign-in": whole_sign_in,
-    "start": start_alone,
-    "session validate": validate_alone,
-}
-
-
-# -- raw limits ---------------------------------------------------------------------------------
-def raw_hmac() -> Op:
-    key = secrets.token_bytes(32)
-    message = secrets.token_bytes(64)
-
-    def op() -> object:
-        tag = hmac.new(key, message, hashlib.sha256).digest()
-        return hmac.compare_digest(tag, hmac.new(key, message, hashlib.sha256).digest())
-
-    return op
-
-
-def raw_code() -> Op:
-    def op() -> object:
-        return f"{secrets.randbelow(1_000_000):06d}"
-
-    return op
-
-
-def raw_sqlite_factory(path: Path, transactions: int) -> WorkerFactory:
-    """One (or two) raw transactions of INSERT + UPDATE + SELECT: WAL, synchronous=NORMAL,
-    BEGIN IMMEDIATE, one connection per thread."""
-    with sqlite3.connect(path) as setup:
-        setup.execute("PRAGMA journal_mode=WAL")
-        setup.execute(
-            "CREATE TABLE IF NOT EXISTS challenge ("
-            " id TEXT PRIMARY KEY, digest BLOB NOT NULL, attempts INTEGER NOT NULL,"
-            " expires_at REAL NOT NULL)"
-        )
-    setup.close()
-
-    def factory() -> Op:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-
-        def transaction() -> object:
-            key = secrets.token_urlsafe(16)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "INSERT INTO challenge (id, digest, attempts, expires_at) VALUES (?, ?, 0, ?)",
-                    (key, secrets.token_bytes(32), 1e10),
-                )
-                conn.execute("UPDATE challenge SET attempts = attempts + 1 WHERE id = ?", (key,))
-                row = conn.execute(
-                    "SELECT digest, attempts FROM challenge WHERE id = ?", (key,)
-                ).fetchone()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return row
-
-        if transactions == 1:
-            return transaction
-
-        def pair() -> object:
-            transaction()
-            return transaction()
-
-        return pair
-
-    return factory
-
-
-def raw_select_factory(path: Path) -> WorkerFactory:
-    """A raw primary-key SELECT (the floor for a session validation on SQLite)."""
-    keys = [secrets.token_urlsafe(32) for _ in range(SESSIONS)]
-    with sqlite3.connect(path) as setup:
-        setup.execute("PRAGMA journal_mode=WAL")
-        setup.execute("CREATE TABLE session (id TEXT PRIMARY KEY, data BLOB NOT NULL)")
-        setup.executemany(
-            "INSERT INTO session (id, data) VALUES (?, ?)",
-            [(key, secrets.token_bytes(64)) for key in keys],
-        )
-    setup.close()
-    take = _round_robin(keys)
-
-    def factory() -> Op:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-
-        def op() -> object:
-            return conn.execute("SELECT data FROM session WHERE id = ?", (take(),)).fetchone()
-
-        return op
-
-    return factory
-
-
-def raw_itsdangerous() -> Op:
-    serializer = itsdangerous.URLSafeTimedSerializer(SECRET_KEYS[0], salt="bench")
-    payload = {"p": PORTAL, "m": METHOD, "s": "code", "c": secrets.token_urlsafe(16)}
-
-    def op() -> object:
-        return serializer.loads(serializer.dumps(payload), max_age=3600)
-
-    return op
-
-
-PASSWORD = "correct horse battery staple"
-
-
-def argon2_factories() -> tuple[WorkerFactory, WorkerFactory]:
-    """Raw argon2-cffi verify and ``portalauth.PasswordHasher.verify`` of the same hash
-    (OWASP parameters: m=19456 KiB, t=2, p=1)."""
-    ours = PasswordHasher(
-        memory_cost=OWASP["memory_cost"], rounds=OWASP["time_cost"], parallelism=1
-    )
-    stored = ours.hash(PASSWORD)
-    raw = argon2.PasswordHasher(
-        time_cost=OWASP["time_cost"], memory_cost=OWASP["memory_cost"], parallelism=1
-    )
-    ok, replacement = ours.verify(PASSWORD, stored)
-    if not (raw.verify(stored, PASSWORD) and ok) or replacement is not None:
-        raise RuntimeError("not a like-for-like verify (a failure, or the hash would be upgraded)")
-
-    def raw_factory() -> Op:
-        return lambda: raw.verify(stored, PASSWORD)
-
-    def ours_factory() -> Op:
-        return lambda: ours.verify(PASSWORD, stored)
-
-    return raw_factory, ours_factory
-
-
-# -- the report ---------------------------------------------------------------------------------
-def fmt_rate(rate: float) -> str:
-    return f"{rate / 1000:.1f}k" if rate >= 10_000 else f"{rate:.0f}"
-
-
-def fmt_ms(seconds: float) -> str:
-    ms = seconds * 1000
-    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+        for server in found.values():
+            server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (under 30 s in all)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short measurements, under 1 min")
     parser.add_argument("--duration", type=float, help="seconds per measurement")
+    parser.add_argument("--stores", default=",".join(STORES), help="a comma-separated subset")
+    parser.add_argument("--scale", action="store_true", help="10k vs 1M rows; purge_expired")
+    parser.add_argument("--scale-rows", type=int, default=1_000_000, help="the top scale level")
+    parser.add_argument("--rss", action="store_true", help="peak RSS over 100k sign-ins")
+    parser.add_argument("--rss-signins", type=int, default=100_000)
+    parser.add_argument("--all", action="store_true", help="the main run, --scale and --rss")
     args = parser.parse_args(argv)
-    duration = args.duration or (0.5 if args.quick else 3.0)
-    # argon2 runs at ~30/s: give it a little longer so p50 has a sample count worth the name.
-    slow_duration = max(duration, 1.0)
+    # A SIGTERM ends the run through the finally blocks: servers and workers are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.all:
+        args.scale = args.rss = True
+    duration = args.duration or (0.25 if args.quick else 1.5)
+    # argon2 runs at ~50/s: a little longer, so that p50 has a sample count worth the name.
+    slow_duration = max(duration, 0.5 if args.quick else 1.5)
+    wanted = [s for s in args.stores.split(",") if s]
+    unknown = set(wanted) - set(STORES)
+    if unknown:
+        parser.error(f"unknown stores: {', '.join(sorted(unknown))}")
     begun = time.perf_counter()
 
-    results: dict[tuple[str, int], Result] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="portalauth-bench-") as tmp,
+        started_servers(wanted) as (found, skipped),
+    ):
+        pool = ProcessPool(PROCESSES) if found else None
+        run = Run(duration, slow_duration, args.quick, Path(tmp), pool)
+        versions = {"SQLite": sqlite3.sqlite_version}
+        if "postgres" in found:
+            pg = found["postgres"]
+            versions["PostgreSQL"] = pg.version()
+            run.server_uris["postgres"] = pg.uri(pg.create_database("bench"))
+        if "redis" in found:
+            versions["Redis"] = found["redis"].version()
+            run.server_uris["redis"] = found["redis"].uri()
+        stores: list[str] = []
+        scale_results: list[scale.ScaleResult] = []
+        scale_skipped: dict[str, str] = {}
+        rss_points: list[rss.Checkpoint] = []
+        try:
+            cpu_limits(run)
+            peer_missing = peer_section(run)
+            for store in wanted:
+                if store in skipped:
+                    log(f"{store}: skipped: {skipped[store]}")
+                    continue
+                log(store)
+                stores.append(store)
+                store_limits(run, store)
+                store_flows(run, store)
+                if store in found:
+                    store_trips(run, store, found[store])
+            if args.scale:
+                levels = sorted({min(10_000, args.scale_rows), args.scale_rows})
+                for store in ("sqlite", "postgres"):
+                    if store not in stores:
+                        scale_skipped[store] = skipped.get(store, "not in --stores")
+                        continue
+                    log(f"scale: {store}")
+                    if store == "sqlite":
+                        path = run.sqlite_path("scale")
+                        uri, target = f"sqlite:///{path}", path
+                    else:
+                        server = found["postgres"]
+                        uri = target = server.uri(server.create_database("scale"))
+                    scale_results.append(
+                        scale.run_scale(store, uri, target, levels, max(duration, 1.0), log)
+                    )
+            if args.rss:
+                log(f"rss: {args.rss_signins:,} sign-ins in a child process")
+                marks = sorted({min(1_000, args.rss_signins), min(10_000, args.rss_signins)})
+                rss_points = rss.run_rss(run.workdir / "rss.db", args.rss_signins, marks)
+        finally:
+            if pool is not None:
+                pool.close()
 
-    def record(name: str, factory: WorkerFactory, threads: int, seconds: float) -> None:
-        result = measure(name, factory, threads, seconds)
-        results[name, threads] = result
-        print(
-            f"  {name:<34} {threads}t {fmt_rate(result.rate):>7}/s"
-            f"  p50 {fmt_ms(result.pct(0.5))} ms  p99 {fmt_ms(result.pct(0.99))} ms",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    with tempfile.TemporaryDirectory(prefix="portalauth-bench-") as tmp:
-        workdir = Path(tmp)
-        print("raw limits", file=sys.stderr)
-        raw_argon2, our_argon2 = argon2_factories()
-        raw_benches: list[tuple[str, WorkerFactory, float]] = [
-            ("raw: HMAC-SHA256 sign+verify", raw_hmac, duration),
-            ("raw: secrets 6-digit code", raw_code, duration),
-            ("raw: SQLite txn I+U+S", raw_sqlite_factory(workdir / "raw1.db", 1), duration),
-            ("raw: SQLite txn pair", raw_sqlite_factory(workdir / "raw2.db", 2), duration),
-            ("raw: SQLite primary-key SELECT", raw_select_factory(workdir / "raw3.db"), duration),
-            ("raw: itsdangerous dumps+loads", raw_itsdangerous, duration),
-            ("raw: argon2-cffi verify (OWASP)", raw_argon2, slow_duration),
-            ("portalauth PasswordHasher.verify", our_argon2, slow_duration),
-        ]
-        for name, factory, seconds in raw_benches:
-            for threads in (1, THREADS):
-                record(name, factory, threads, seconds)
-
-        for kind in ("memory", "sqlite"):
-            for flow, build in FLOWS.items():
-                for threads in (1, THREADS):
-                    # A fresh store for every measurement, so one does not pay for the rows
-                    # the previous one left behind.
-                    with bench_auth(kind, workdir) as (auth, clock, emails):
-                        print(f"{kind}: {flow}", file=sys.stderr)
-                        record(f"{kind}: {flow}", build(auth, clock, emails), threads, duration)
-
-    # Each flow and the raw limit it is compared with (and the issue's target, if any).
-    comparisons: list[tuple[str, str, float | None]] = [
-        ("memory: whole sign-in", "raw: itsdangerous dumps+loads", 0.5),
-        ("memory: start", "raw: itsdangerous dumps+loads", None),
-        ("memory: session validate", "raw: HMAC-SHA256 sign+verify", None),
-        ("sqlite: whole sign-in", "raw: SQLite txn pair", 0.30),
-        ("sqlite: start", "raw: SQLite txn I+U+S", None),
-        ("sqlite: session validate", "raw: SQLite primary-key SELECT", 0.5),
-        ("portalauth PasswordHasher.verify", "raw: argon2-cffi verify (OWASP)", 0.95),
-    ]
     lines = [
         f"portalauth benchmarks: {platform.python_implementation()} {platform.python_version()},"
-        f" {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs,"
+        f" {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu_model()}),"
+        f" {', '.join(f'{k} {v}' for k, v in versions.items())};"
         f" {duration:g} s per measurement{' (--quick)' if args.quick else ''}",
         "",
-        "| measurement | threads | ops/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for (name, threads), result in results.items():
-        lines.append(
-            f"| {name} | {threads} | {fmt_rate(result.rate)} | {fmt_ms(result.pct(0.5))}"
-            f" | {fmt_ms(result.pct(0.99))} |"
-        )
+    notes = [f"{store}: skipped: {reason}" for store, reason in skipped.items()]
+    if peer_missing:
+        notes.append(f"peers: skipped: {peer_missing}")
+    notes += [f"failed: {text}" for text in run.failures]
+    if notes:
+        lines += [*notes, ""]
+    lines += report.numbers_table(run.results)
+    rows = [row for store in stores for row in report.comparisons(store)] + report.EXTRA
+    table, checks = report.ratio_table(run.results, run.paired, rows)
+    lines += ["", *table, "", "Targets (issue 8), on the 1-thread ratios:", "", *checks]
     lines += [
         "",
-        "| flow | threads | raw limit | ratio | target | verdict |",
-        "|---|---:|---|---:|---:|---|",
+        "Ratios are of ops/s, higher is better. A 1-thread ratio comes from one run that"
+        " alternates the flow with its raw limit (and, where a peer target applies, the peer)"
+        " in blocks of 0.1 s (0.25 s for argon2), so both see the same machine: the median of"
+        " the per-round ratios. The 8-thread and 4-process ratios are of separate runs of the"
+        " same mode. The peers run in this process on a SQLite"
+        " file, so they are compared with the memory and SQLite rows only.",
     ]
-    for flow, raw, target in comparisons:
-        for threads in (1, THREADS):
-            ratio = results[flow, threads].rate / results[raw, threads].rate
-            if target is None or threads != 1:
-                verdict, shown = "", "-"
-            elif ratio >= target:
-                verdict, shown = "met", f"≥ {target:.2f}"
-            else:
-                verdict, shown = f"NOT met ({ratio / target:.0%} of target)", f"≥ {target:.2f}"
-            lines.append(f"| {flow} | {threads} | {raw} | {ratio:.3f} | {shown} | {verdict} |")
-    lines += [
-        "",
-        "Ratios compare like with like: the 1-thread flow with the 1-thread raw limit, the"
-        " 8-thread flow with the 8-thread raw limit. Targets apply to the 1-thread rows.",
-        f"Total wall time: {time.perf_counter() - begun:.0f} s.",
-    ]
+    if run.round_trips:
+        lines += trips.report(run.round_trips)
+    if args.scale:
+        lines += scale.report(scale_results, scale_skipped)
+    if rss_points:
+        lines += rss.report(rss_points, min(10_000, args.rss_signins))
+    lines.append(f"\nTotal wall time: {time.perf_counter() - begun:.0f} s.")
     print("\n".join(lines))
     return 0
 
