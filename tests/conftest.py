@@ -35,6 +35,7 @@ from portalauth import (  # noqa: E402
 )
 from portalauth.errors import DeliveryFailed  # noqa: E402
 from portalauth.stores.memory import MemoryStore  # noqa: E402
+from security.leaks import check_after_call, secret_leaks  # noqa: E402, F401 (R66 leak scan)
 
 SECRET_KEYS = ["test-key-newest-0123456789abcdef", "test-key-older-0123456789abcdef"]
 
@@ -228,3 +229,24 @@ def code_from(auth: Auth, portal: str = "acme", identity: str | None = None) -> 
     found = _CODE.search(message.text)
     assert found, "no code in the message"
     return found.group(1)
+
+
+# -- the secret-leak scan (R66) ----------------------------------------------------------------
+#: Besides tests/security (whose conftest turns it on), every test in these directories fails if
+#: a secret issued during it leaks into a log, event, exception, repr or store row
+#: (tests/security/leaks.py).
+LEAK_SCANNED = tuple(Path(__file__).parent / name for name in ("strategies", "integrations"))
+
+
+@pytest.fixture(autouse=True)
+def _scan_for_leaked_secrets(request: pytest.FixtureRequest) -> None:
+    if any(folder in request.path.parents for folder in LEAK_SCANNED):
+        request.getfixturevalue("secret_leaks")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A leak found when the test body returns fails the test itself (not only its teardown)."""
+    result = yield
+    check_after_call(item)
+    return result

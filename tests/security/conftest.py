@@ -7,6 +7,7 @@ import os
 import pytest
 
 from .helpers import MEASURED
+from .leaks import SecretLeaks, secret_leaks  # noqa: F401 (the fixture, by name)
 
 
 def slow_enabled(config: pytest.Config) -> bool:
@@ -28,6 +29,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords and "security" in item.nodeid:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_leaks(request: pytest.FixtureRequest) -> SecretLeaks:  # R66
+    """Every security test fails if a secret issued during it leaks (see ``leaks.py``)."""
+    scan: SecretLeaks = request.getfixturevalue("secret_leaks")
+    return scan
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
