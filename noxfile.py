@@ -23,6 +23,8 @@ def lint(session: nox.Session) -> None:
     session.run("python", "-m", "pip", "install", "-q", "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # docs/security.md's requirement map must match the tests' requirement tags.
+    session.run("python", "tools/security_map.py", "--check")
 
 
 @nox.session(python=False)
