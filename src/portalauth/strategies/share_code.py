@@ -180,15 +180,6 @@ class ShareCodeStrategy:
         identity = ctx.directory.find(share.subject) if share else None
         if identity is not None and not ctx.dispatcher.can_reach(identity, "email"):
             identity = None
-        # A locked share code can no longer sign in, so it sends nothing; its flow carries on as
-        # before (and meets the same lock at the next step) so that the answers stay those of
-        # any other guessed share code (staff see ``locked`` and issue a new share code).
-        locked = (
-            identity is not None
-            and share is not None
-            and ctx.challenges.failures(slug, NAME, identity.id, share.id)
-            >= hard_limit(ctx.portal, config.code_digits)
-        )
         if identity is None or share is None:
             if ctx.portal.helpful_errors:
                 raise VerificationFailed(
@@ -201,11 +192,19 @@ class ShareCodeStrategy:
             subject, scope = identity.id, share.scope
 
         data = {"share": share.id} if share is not None and identity is not None else None
+        # A locked share code can no longer sign in, so it sends nothing; its flow carries on as
+        # before (and meets the same lock at the next step) so that the answers stay those of
+        # any other guessed share code (staff see ``locked`` and issue a new share code). The
+        # count is read for unknown share codes too: the same work either way (R32).
+        counter = (data or {}).get("share", "")
+        locked = ctx.challenges.failures(slug, NAME, subject, counter) >= hard_limit(
+            ctx.portal, config.code_digits
+        )
         existing = ctx.challenges.latest(slug, subject, CONFIRM, scope)
         if (
             existing is not None
             and ctx.now - existing.created_at < config.resend_cooldown
-            and failure_counter(existing) == (data or {}).get("share", "")
+            and failure_counter(existing) == counter
         ):
             # Within the cooldown the code already sent stands: no second e-mail (R15). (A code
             # started by a share code that was since replaced is not reused: it cannot finish.)
