@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,7 +35,7 @@ from portalauth import (
 )
 from portalauth.config import PortalSettings
 from portalauth.errors import ContactTaken
-from portalauth.records import ChallengeRecord, Identity, SessionRecord
+from portalauth.records import Identity
 from portalauth.stores import sql
 from portalauth.stores.sql import SCHEMA_VERSION, SQLStore
 from portalauth.testing import StoreContract
@@ -46,12 +45,16 @@ from servers import (
     postgres_server_fixture,  # noqa: F401  (registers the fixture postgres_server)
     postgres_uri_fixture,  # noqa: F401  (registers the fixture postgres_uri)
 )
+from stores.records import NOW
+from stores.records import challenge_record as _challenge
+from stores.records import identity_record as _identity
+from stores.records import race as _race
+from stores.records import session_record as _session
 
 psycopg = pytest.importorskip(
     "psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')"
 )
 
-NOW = 1_800_000_000.0
 PORTAL = "court"
 METHOD = "contact_otp"
 PURPOSE = "contact_login"
@@ -62,68 +65,6 @@ def _with(uri: str, **params: object) -> str:
     """``uri`` with more query parameters."""
     query = "&".join(f"{k}={v}" for k, v in params.items())
     return f"{uri}{'&' if '?' in uri else '?'}{query}"
-
-
-def _identity(n: int = 1, **changes: Any) -> Identity:
-    fields: dict[str, Any] = {
-        "id": f"id-{n}",
-        "portal": "acme",
-        "name": f"Person {n}",
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
-    fields.update(changes)
-    return Identity(**fields)
-
-
-def _challenge(n: int = 1, **changes: Any) -> ChallengeRecord:
-    fields: dict[str, Any] = {
-        "id": f"ch-{n}",
-        "portal": "acme",
-        "subject": "id-1",
-        "purpose": "code",
-        "digest": bytes([n % 256]) * 32,
-        "created_at": NOW,
-        "expires_at": NOW + 600,
-    }
-    fields.update(changes)
-    return ChallengeRecord(**fields)
-
-
-def _session(n: int = 1, **changes: Any) -> SessionRecord:
-    fields: dict[str, Any] = {
-        "key": n.to_bytes(32, "big"),
-        "identity_id": "id-1",
-        "portal": "acme",
-        "method": "code",
-        "created_at": NOW,
-        "last_seen_at": NOW,
-        "idle_expires_at": NOW + 3600,
-        "absolute_expires_at": NOW + 86400,
-    }
-    fields.update(changes)
-    return SessionRecord(**fields)
-
-
-def _race(worker: Callable[[int], Any], n: int) -> list[Any]:
-    """Run ``worker(i)`` in ``n`` threads released together; results (or exceptions) by i."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = worker(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a racing thread hung"
-    return results
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -38,7 +37,7 @@ from portalauth import (
 )
 from portalauth.config import PortalSettings
 from portalauth.errors import SessionInvalid, Throttled, VerificationFailed
-from portalauth.records import ChallengeRecord, Identity, Message, SessionRecord
+from portalauth.records import Identity, Message
 from portalauth.stores.composite import CompositeStore
 from portalauth.stores.redis import RedisStore
 from portalauth.stores.sql import SQLStore
@@ -51,8 +50,11 @@ from redis_server import (
     running_redis,
 )
 from stores.race_workers import Workers
+from stores.records import NOW
+from stores.records import challenge_record as _challenge
+from stores.records import identity_record as _identity
+from stores.records import session_record as _session
 
-NOW = 1_800_000_000.0
 _CODE = re.compile(r"\b(\d{6,10})\b")
 
 
@@ -106,47 +108,6 @@ def _raw(uri: str) -> redis.Redis:
 
 def _prefix(uri: str) -> str:
     return uri.split("prefix=")[1]
-
-
-def _identity(n: int = 1, **changes: Any) -> Identity:
-    fields: dict[str, Any] = {
-        "id": f"id-{n}",
-        "portal": "acme",
-        "name": f"Person {n}",
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
-    fields.update(changes)
-    return Identity(**fields)
-
-
-def _challenge(n: int = 1, **changes: Any) -> ChallengeRecord:
-    fields: dict[str, Any] = {
-        "id": f"ch-{n}",
-        "portal": "acme",
-        "subject": "id-1",
-        "purpose": "code",
-        "digest": bytes([n % 256]) * 32,
-        "created_at": NOW,
-        "expires_at": NOW + 600,
-    }
-    fields.update(changes)
-    return ChallengeRecord(**fields)
-
-
-def _session(n: int = 1, **changes: Any) -> SessionRecord:
-    fields: dict[str, Any] = {
-        "key": n.to_bytes(32, "big"),
-        "identity_id": "id-1",
-        "portal": "acme",
-        "method": "code",
-        "created_at": NOW,
-        "last_seen_at": NOW,
-        "idle_expires_at": NOW + 900,
-        "absolute_expires_at": NOW + 3600,
-    }
-    fields.update(changes)
-    return SessionRecord(**fields)
 
 
 # == URIs and scheme registration ==================================================================

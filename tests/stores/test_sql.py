@@ -12,7 +12,7 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,15 @@ import pytest
 
 from portalauth.config import PortalSettings
 from portalauth.errors import ConfigError, ContactTaken, NotFound, StoreUnavailable
-from portalauth.records import ChallengeRecord, Identity, Message, SessionRecord
+from portalauth.records import Message
 from portalauth.stores import sql
 from portalauth.stores.sql import SCHEMA_VERSION, SQLStore
+from stores.records import NOW
+from stores.records import challenge_record as _challenge
+from stores.records import identity_record as _identity
+from stores.records import race as _race
+from stores.records import session_record as _session
 
-NOW = 1_800_000_000.0
 THREADS = 16
 
 
@@ -44,68 +48,6 @@ def store(db_path: Path) -> Iterator[SQLStore]:
         yield opened
     finally:
         opened.close()
-
-
-def _identity(n: int = 1, **changes: Any) -> Identity:
-    fields: dict[str, Any] = {
-        "id": f"id-{n}",
-        "portal": "acme",
-        "name": f"Person {n}",
-        "created_at": NOW,
-        "updated_at": NOW,
-    }
-    fields.update(changes)
-    return Identity(**fields)
-
-
-def _challenge(n: int = 1, **changes: Any) -> ChallengeRecord:
-    fields: dict[str, Any] = {
-        "id": f"ch-{n}",
-        "portal": "acme",
-        "subject": "id-1",
-        "purpose": "code",
-        "digest": bytes([n % 256]) * 32,
-        "created_at": NOW,
-        "expires_at": NOW + 600,
-    }
-    fields.update(changes)
-    return ChallengeRecord(**fields)
-
-
-def _session(n: int = 1, **changes: Any) -> SessionRecord:
-    fields: dict[str, Any] = {
-        "key": n.to_bytes(32, "big"),
-        "identity_id": "id-1",
-        "portal": "acme",
-        "method": "code",
-        "created_at": NOW,
-        "last_seen_at": NOW,
-        "idle_expires_at": NOW + 3600,
-        "absolute_expires_at": NOW + 86400,
-    }
-    fields.update(changes)
-    return SessionRecord(**fields)
-
-
-def _race(worker: Callable[[int], Any], n: int = THREADS) -> list[Any]:
-    """Run ``worker(i)`` in ``n`` threads released together; results (or exceptions) by i."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = worker(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a racing thread hung"
-    return results
 
 
 # -- URIs -----------------------------------------------------------------------------------------
