@@ -41,6 +41,11 @@ def test_codes_sent_and_verified_are_counted_per_country_and_prefix(
         done = auth.advance(flow, {"code": _code(auth, person.id)}, client=CLIENT)
         assert isinstance(done, SignedIn)
     # An e-mail code is no SMS: it counts nowhere.
+    mailed = auth.directory.add(PORTAL, "Mailed", email="mailed@example.com")
+    step = auth.start(PORTAL, "contact_otp", {"contact": "mailed@example.com"}, client=CLIENT)
+    assert isinstance(step, Step) and step.flow is not None
+    done = auth.advance(step.flow, {"code": _code(auth, mailed.id)}, client=CLIENT)
+    assert isinstance(done, SignedIn)
     rows = {(r.country, r.prefix): r for r in conversion.rows()}
     assert rows[("US", None)] == ConversionRow("US", None, sent=3, verified=2)
     assert rows[("US", "+1202555")] == ConversionRow("US", "+1202555", sent=2, verified=1)
