@@ -326,6 +326,89 @@ def test_encoded_words_are_rejected(value: str) -> None:  # R61 R62
         normalize_email(value)
 
 
+# -- e-mail: the plain-ASCII fast path agrees with the full check -------------------------------
+def _full_check(text: str) -> Email | None:
+    """``normalize_email`` without its fast path: the answer email-validator gives."""
+    try:
+        checked = contacts.email_validator.validate_email(
+            text,
+            check_deliverability=False,
+            allow_smtputf8=True,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+        )
+    except (contacts.email_validator.EmailNotValidError, UnicodeError, ValueError):
+        return None
+    local, domain = checked.local_part, checked.ascii_domain.lower()
+    if len(local.encode()) > 64 or "=?" in local or len(local) + 1 + len(domain) > EMAIL_MAX:
+        return None
+    return Email((f"{local}@{domain}", f"{local.lower()}@{domain}"))
+
+
+_ascii_parts = st.lists(
+    st.sampled_from(
+        [
+            *"aZ09.-_+=?'`{}|~!#$%&*/^@",
+            "xn--",
+            "ab--",
+            "--",
+            ".test",
+            ".local",
+            ".localhost",
+            ".com",
+            ".c0m",
+            ".co",
+            "example",
+            "EXAMPLE",
+            "a" * 63,
+            "a" * 64,
+            ".",
+            "..",
+            "1",
+        ]
+    ),
+    max_size=24,
+).map("".join)
+
+
+@given(st.one_of(_ascii_parts, addresses, _near_addresses))
+def test_the_plain_address_fast_path_answers_as_the_full_check_does(text: str) -> None:  # R62 R63
+    fast = contacts._plain_email(text)
+    if fast is not None:  # when the fast path answers, it is the full check's answer
+        assert fast == _full_check(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["client1@example.com", "Mike.O'Neil+tag@Mail.Example.ORG", "a@b-c.de", "x{y}@q.io"],
+)
+def test_common_addresses_take_the_fast_path(text: str) -> None:
+    assert contacts._plain_email(text) == _full_check(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a@xn--bcher-kva.example",
+        "a@ab--c.com",
+        "a@x.test",
+        "a@host.localhost",
+        "a@1.2",
+        "a@b.c0m",
+        "a..b@x.com",
+        ".a@x.com",
+        "a=?b@x.com",
+        "a@-x.com",
+        "a@x-.com",
+        "a@x",
+    ],
+)
+def test_unusual_addresses_take_the_full_path(text: str) -> None:
+    assert contacts._plain_email(text) is None
+
+
 # -- e-mail: properties -----------------------------------------------------------------------
 @given(addresses)
 def test_normalize_email_is_idempotent(raw: str) -> None:  # R63
