@@ -131,6 +131,20 @@ def test_test_counts_nothing(throttles: Throttles) -> None:
         throttles.hit("3/minute", "k")
 
 
+@pytest.mark.parametrize("limit", ["3/minute", "2/5 seconds;10/hour"])
+def test_hit_test_and_clear_share_one_counter(throttles: Throttles, limit: str) -> None:
+    # hit counts on the key limits' own limiter reads in test() and resets in clear().
+    amount = min(item.amount for item in parse_limit(limit))
+    for _ in range(amount):
+        assert throttles.test(limit, "a/b", "c")
+        throttles.hit(limit, "a/b", "c")
+    assert not throttles.test(limit, "a/b", "c")
+    throttles.clear(limit, "a/b", "c")
+    assert throttles.test(limit, "a/b", "c")
+    throttles.hit(limit)  # no key parts at all
+    assert throttles.test(limit) is (amount > 1)
+
+
 def test_cost_counts_several_uses(throttles: Throttles) -> None:
     throttles.hit("3/minute", "k", cost=3)
     with pytest.raises(Throttled):

@@ -13,7 +13,7 @@ one bucket (R10).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import limits
 from limits.storage import Storage
@@ -83,6 +83,20 @@ def _escape(part: str) -> str:
     return part.replace("%", "%25").replace("/", "%2F")
 
 
+class _Window(NamedTuple):
+    """One fixed window of a limit, with the parts of its counter key worked out once."""
+
+    amount: int
+    expiry: int
+    namespace: str
+    tail: str
+
+    @classmethod
+    def of(cls, item: limits.RateLimitItem) -> _Window:
+        tail = f"{item.amount}/{item.multiples}/{item.GRANULARITY.name}"
+        return cls(item.amount, item.get_expiry(), item.namespace, tail)
+
+
 class Throttles:
     """Named limits, checked and counted against canonical keys."""
 
@@ -90,8 +104,10 @@ class Throttles:
         self._clock = clock
         self._emitter = emitter
         self._storage = StoreCounters(store, clock)
+        self._store = store
         self._limiter = FixedWindowRateLimiter(self._storage)
         self._parsed: dict[str, tuple[limits.RateLimitItem, ...]] = {}
+        self._windows: dict[str, tuple[_Window, ...]] = {}
 
     def _items(self, limit: str) -> tuple[limits.RateLimitItem, ...]:
         items = self._parsed.get(limit) if isinstance(limit, str) else None
@@ -105,12 +121,23 @@ class Throttles:
         The use is counted even when refused, so hammering a throttled key keeps it throttled.
         ``event`` fields (portal, method, ip...) go on the ``throttled`` event.
         """
+        windows = self._windows.get(limit) if isinstance(limit, str) else None
+        if windows is None:
+            windows = self._windows[limit] = tuple(map(_Window.of, self._items(limit)))
         parts = [_escape(k) for k in key]
+        now = self._clock.now()
         retry = 0
-        for item in self._items(limit):
-            if not self._limiter.hit(item, *parts, cost=cost):
-                reset = self._storage.get_expiry(item.key_for(*parts))
-                retry = max(retry, 1, math.ceil(reset - self._clock.now()))
+        for window in windows:
+            # What limits' FixedWindowRateLimiter.hit does, on the same counter key, without
+            # rebuilding the key and re-reading the expiry through its storage layer per call.
+            count, reset = self._store.incr_counter(
+                "rl:" + "/".join([window.namespace, *parts, window.tail]),
+                cost,
+                now + window.expiry,
+                now,
+            )
+            if count > window.amount:
+                retry = max(retry, 1, math.ceil(reset - now))
         if retry:
             self._emitter.emit(
                 "throttled", detail={"limit": limit, "bucket": key[0] if key else ""}, **event
