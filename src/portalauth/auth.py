@@ -20,9 +20,10 @@ that raises anything else, or returns something unexpected, fails closed: nobody
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -69,6 +70,7 @@ from .second_factor import STEP as SECOND_STEP
 from .second_factor import SecondFactor
 from .sessions import Sessions
 from .stores.base import Store
+from .stores.base import batch as store_batch
 from .strategies.base import START, Context, Services, Strategy
 
 if TYPE_CHECKING:
@@ -334,7 +336,12 @@ class Auth:
         client: ClientInfo | None = None,
     ) -> Step | SignedIn:
         """Begin a sign-in with ``method`` in ``portal`` using the first step's form ``data``."""
-        client = client or ClientInfo()
+        with self.batch():
+            return self._start(portal, method, data, client or ClientInfo())
+
+    def _start(
+        self, portal: str, method: str, data: Mapping[str, Any] | None, client: ClientInfo
+    ) -> Step | SignedIn:
         settings, strategy, config = self._resolve(portal, method)
         form = read_form(data, self._run(strategy, lambda: strategy.fields(START, config)))
         self.guard(settings, method, START, client, form, "start_per_ip")
@@ -358,7 +365,12 @@ class Auth:
         client: ClientInfo | None = None,
     ) -> Step | SignedIn:
         """Continue the flow ``flow`` (from the last :class:`Step`) with this step's form."""
-        client = client or ClientInfo()
+        with self.batch():
+            return self._advance(flow, data, client or ClientInfo())
+
+    def _advance(
+        self, flow: str, data: Mapping[str, Any] | None, client: ClientInfo
+    ) -> Step | SignedIn:
         state = self._flows.load(flow)
         if state.step == SECOND_STEP:
             return self._advance_second_factor(state, data, client)
@@ -376,6 +388,15 @@ class Auth:
         )
         outcome = self._run(strategy, lambda: strategy.advance(ctx, state))
         return self._finish(outcome, ctx, strategy)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run one client step's store calls as one group (see
+        :func:`portalauth.stores.base.batch`: on PostgreSQL one pooled connection for the
+        step). ``start``, ``advance`` and strategies' own entry points (redeeming a link) run
+        in one."""
+        with store_batch(self.store):
+            yield
 
     def guard(
         self,

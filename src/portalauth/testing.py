@@ -71,7 +71,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .config import PortalSettings
 from .errors import ContactTaken, NotFound
 from .records import ChallengeRecord, Identity, Message, SessionRecord
-from .stores.base import Store
+from .stores.base import Store, batch
 
 __all__ = ["StoreContract"]
 
@@ -1376,6 +1376,57 @@ class StoreContract:
         assert store.purge_expired(now) == 0
         assert store.get_challenge(record.id) == record
         assert store.get_session(session.key) == session
+
+    # == batches (optional: stores.base.batch) =================================================
+
+    def test_a_batch_groups_calls_and_undoes_nothing(self, store: Store) -> None:
+        # A step runs in a batch; whatever it raises, the writes made before stay written (a
+        # counted failure stays counted), and calls behave inside as they do outside.
+        now = time.time()
+        portal = _add_portal(store, now).slug
+        first = _add_identity(store, portal, now, email="a@ex.org", email_key="a@ex.org")
+        key = f"c:{_token()}"
+        record = _challenge(portal, first.id, now)
+        second = _identity(portal, now, email="b@ex.org", email_key="b@ex.org")
+
+        def step() -> None:
+            with batch(store):
+                assert store.incr_counter(key, 1, now + 60.0, now) == (1, now + 60.0)
+                store.issue_challenge(record, supersede=True)
+                assert store.spend_attempt(record.id, now)[0] is True
+                with batch(store):  # batches nest
+                    assert store.incr_counter(key, 1, now + 60.0, now) == (2, now + 60.0)
+                with pytest.raises(ContactTaken):  # a refused call leaves the batch usable
+                    store.add_identity(
+                        _identity(portal, now, email="a@ex.org", email_key="a@ex.org")
+                    )
+                store.add_identity(second)
+                assert store.get_identity(second.id) == second
+                raise ValueError("the step failed")
+
+        with pytest.raises(ValueError, match="the step failed"):
+            step()
+        assert store.get_counter(key, now) == (2, now + 60.0)
+        assert store.get_challenge(record.id) == record.evolve(attempts=1)
+        assert store.get_identity(second.id) == second
+        assert store.find_identity(portal, email_key="a@ex.org") == first
+        with batch(store):
+            assert store.consume_challenge(record.id, now) is True
+        assert _state(store, record.id) == "consumed"
+
+    def test_a_batch_is_per_thread(self, store: Store) -> None:
+        # Another thread's calls never join this thread's batch (at most they wait for it).
+        now = time.time()
+        key, elsewhere = f"c:{_token()}", f"c:{_token()}"
+        with ThreadPoolExecutor(1) as pool:
+            with batch(store):
+                store.incr_counter(key, 1, now + 60.0, now)
+                outside = pool.submit(store.incr_counter, elsewhere, 1, now + 60.0, now)
+                with batch(store):
+                    store.incr_counter(key, 1, now + 60.0, now)
+            assert outside.result(timeout=30) == (1, now + 60.0)
+        assert store.get_counter(key, now) == (2, now + 60.0)
+        assert store.get_counter(elsewhere, now) == (1, now + 60.0)
 
     # == races (threads behind a barrier) =========================================================
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +182,41 @@ def test_a_staff_invitation_waits_for_the_transport_even_in_background_mode(
     with pytest.raises(DeliveryFailed):  # staff learn at once that it did not go out
         auth.magic_links.invite(jane)
     assert transport.threads == [threading.current_thread().name]
+
+
+class CommittedCheck(Transport):
+    """A sender that looks, from a connection of its own, for the challenge its message carries
+    a code for: it must already be committed when the message goes out."""
+
+    def __init__(self, db_path: str, **kwargs: bool) -> None:
+        super().__init__(**kwargs)
+        self.db_path = db_path
+        self.live_challenges: list[int] = []
+
+    def send(self, message: Message, *, portal: object) -> None:
+        self.live_challenges.append(self.live_challenges_now())
+        super().send(message, portal=portal)
+
+    def live_challenges_now(self) -> int:
+        with contextlib.closing(sqlite3.connect(self.db_path)) as other:
+            (count,) = other.execute(
+                "SELECT count(*) FROM portalauth_challenges WHERE state = 'live'"
+            ).fetchone()
+        return int(count)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_steps_delivery_goes_out_after_its_writes_are_committed(
+    make_auth: Callable[..., Auth], tmp_path: Path, fail: bool
+) -> None:  # R32 R29
+    transport = CommittedCheck(str(tmp_path / "portalauth.db"), fail=fail)
+    auth = make_auth("sqlite", email=transport, delivery="inline")
+    _portal(auth)
+    if fail:
+        # The inline failure still reaches the caller, and the code it carried is withdrawn.
+        with pytest.raises(DeliveryFailed):
+            auth.start(PORTAL, "contact_otp", {"contact": EMAIL})
+    else:
+        assert isinstance(auth.start(PORTAL, "contact_otp", {"contact": EMAIL}), Step)
+    assert transport.live_challenges == [1]  # another connection saw the code's challenge
+    assert transport.live_challenges_now() == (0 if fail else 1)

@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -789,3 +790,20 @@ def test_auth_purge_expired_runs_in_bounded_batches(postgres_uri: str) -> None:
         clock.advance(86400)  # now the session has expired too
         assert auth.purge_expired() == 1
         assert store.get_session(_session(1).key) is None
+
+
+def test_a_batch_holds_one_pooled_connection_for_its_calls(postgres_uri: str) -> None:
+    # With a pool of one, a batch's calls all run (they do not wait for a connection of their
+    # own), and another thread's call waits for the batch to end.
+    opened = SQLStore(_with(postgres_uri, pool_min=1, pool_max=1, pool_timeout=0.5))
+    try:
+        with opened.batch():
+            for n in range(3):
+                assert opened.incr_counter("c:batch", 1, NOW + 60, NOW) == (n + 1, NOW + 60)
+            with ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(opened.get_counter, "c:batch", NOW)
+                with pytest.raises(StoreUnavailable):
+                    waiting.result(timeout=30)
+        assert opened.get_counter("c:batch", NOW) == (3, NOW + 60)
+    finally:
+        opened.close()

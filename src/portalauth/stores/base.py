@@ -5,6 +5,11 @@ and counters. The services above it (directory, challenges, sessions, throttles)
 a store only has to keep records and make the few operations below **atomic**. Every store,
 including a third party's, proves that with the contract suite in :mod:`portalauth.testing`.
 
+A store may also offer ``batch()``, a context manager around one sign-in step's calls from one
+thread (the SQL store borrows one pooled PostgreSQL connection for the step rather than one per
+statement). It must not change what any call does or undo anything when the block raises.
+:func:`batch` uses it when it is there; a store without it loses nothing but speed.
+
 Times are POSIX seconds (``float``). ``now >= expires_at`` means expired. A store raises
 :class:`portalauth.errors.StoreUnavailable` when its backend cannot be reached or fails
 mid-operation; it never returns a partial result instead.
@@ -12,13 +17,14 @@ mid-operation; it never returns a partial result instead.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from ..config import PortalSettings
 from ..records import ChallengeRecord, Identity, Message, SessionRecord
 
-__all__ = ["Store"]
+__all__ = ["Store", "batch"]
 
 
 @runtime_checkable
@@ -179,3 +185,12 @@ class Store(Protocol):
     def purge_expired(self, now: float, *, batch: int = 1000) -> int:
         """Delete up to ``batch`` expired challenges, sessions and counters; return how many.
         Call until it returns 0. Verification results do not change."""
+
+
+def batch(store: Store) -> contextlib.AbstractContextManager[None]:
+    """``store.batch()`` if the store can group calls into one unit of work, else a block that
+    changes nothing."""
+    grouped = getattr(store, "batch", None)
+    if callable(grouped):
+        return cast(contextlib.AbstractContextManager[None], grouped())
+    return contextlib.nullcontext()

@@ -32,14 +32,14 @@ closed:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
 from ..config import PortalSettings
 from ..errors import ConfigError, PortalAuthError, StoreUnavailable
 from ..records import ChallengeRecord, Identity, Message, SessionRecord
-from .base import Store
+from .base import Store, batch
 
 __all__ = ["CompositeStore"]
 
@@ -113,6 +113,12 @@ class CompositeStore:
         return bool(getattr(self.hot, "native_ttl", False))
 
     # -- lifecycle --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Both inner stores' batches (see :func:`portalauth.stores.base.batch`)."""
+        with batch(self.records), batch(self.hot):
+            yield
+
     def close(self) -> None:
         try:
             self.hot.close()

@@ -45,7 +45,10 @@ PostgreSQL 12 or newer. The URI is a libpq connection URI: every libpq parameter
 connection pool of each store (one pool per process):
 
 - ``pool_min`` (default 1): connections kept open even when idle.
-- ``pool_max`` (default 10, at least ``pool_min``): at most this many connections at once.
+- ``pool_max`` (default 10, at least ``pool_min``): at most this many connections at once. A
+  sign-in step holds one connection from its first store call to its end (see
+  :meth:`SQLStore.batch`), a password check included: give each process at least as many as
+  the threads that serve sign-ins at once.
 - ``pool_timeout`` (default 5): seconds a call waits for a free connection, or for the server
   to come back, before it fails closed with ``StoreUnavailable``.
 - ``pool_reconnect_timeout`` (default 10): seconds the pool keeps retrying a lost connection in
@@ -949,6 +952,8 @@ class _Slot:
 
 class _Local(threading.local):
     slot: _Slot | None = None
+    #: The pooled connection this thread's :meth:`SQLStore.batch` holds (PostgreSQL).
+    pinned: _Connection | None = None
 
 
 # -- PostgreSQL connection pool -------------------------------------------------------------------
@@ -1144,11 +1149,14 @@ class SQLStore:
                 return work(self._conn())
             except self._errors as exc:
                 raise self._failure(exc) from exc
+        pinned = self._local.pinned
         attempt = 1
         while True:
             if self._closed:
                 raise StoreUnavailable()
             try:
+                if pinned is not None:
+                    return work(pinned)
                 with self._pool.connection() as conn:
                     return work(conn)
             except self._retryable as exc:
@@ -1194,6 +1202,33 @@ class SQLStore:
             return result
 
         return self._run(work)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group this thread's calls in the block (blocks nest): on PostgreSQL they share one
+        pooled connection, borrowed once rather than per statement (about a tenth of a sign-in
+        step's time). Each statement still commits by itself, so no lock is held across the
+        caller's work and nothing is undone if the block raises. On SQLite a thread always
+        uses its own connection, and a commit in WAL mode costs no more than the statement:
+        the block changes nothing (grouping a step's writes into one transaction was measured
+        no faster, and would hold the write lock through the step)."""
+        local = self._local
+        if self._pool is None or local.pinned is not None:
+            yield
+            return
+        if self._closed:
+            raise StoreUnavailable()
+        borrowed = self._pool.connection()
+        try:
+            local.pinned = borrowed.__enter__()
+        except self._errors as exc:
+            raise self._failure(exc) from exc
+        try:
+            yield
+        finally:
+            local.pinned = None
+            with contextlib.suppress(*self._errors):  # the pool replaces a broken connection
+                borrowed.__exit__(None, None, None)
 
     def _rollback(self, conn: _Connection) -> None:
         # Fails only when no transaction is left to roll back (the engine already ended it, or

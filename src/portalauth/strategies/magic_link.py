@@ -224,7 +224,10 @@ class MagicLinks:
         """Use the link (POST only): consume it atomically and sign the client in (or continue
         to the portal's second factor). ``VerificationFailed`` with ``reason="superseded"``
         when a newer link was sent, else the generic failure."""
-        client = client or ClientInfo()
+        with self._auth.batch():
+            return self._redeem(portal, token, client or ClientInfo())
+
+    def _redeem(self, portal: str, token: object, client: ClientInfo) -> Step | SignedIn:
         settings, _ = self._config(portal)
         self._auth.guard(settings, NAME, "redeem", client, {}, "advance_per_ip")
         record = find_link(self._auth.challenges, settings.slug, (SIGN_IN, INVITE), token)
