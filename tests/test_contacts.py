@@ -328,23 +328,11 @@ def test_encoded_words_are_rejected(value: str) -> None:  # R61 R62
 
 # -- e-mail: the plain-ASCII fast path agrees with the full check -------------------------------
 def _full_check(text: str) -> Email | None:
-    """``normalize_email`` without its fast path: the answer email-validator gives."""
+    """``normalize_email`` without its fast path: email-validator's answer and our rules."""
     try:
-        checked = contacts.email_validator.validate_email(
-            text,
-            check_deliverability=False,
-            allow_smtputf8=True,
-            allow_quoted_local=False,
-            allow_domain_literal=False,
-            allow_display_name=False,
-            allow_empty_local=False,
-        )
-    except (contacts.email_validator.EmailNotValidError, UnicodeError, ValueError):
+        return contacts._validated_email(text)
+    except InvalidContact:
         return None
-    local, domain = checked.local_part, checked.ascii_domain.lower()
-    if len(local.encode()) > 64 or "=?" in local or len(local) + 1 + len(domain) > EMAIL_MAX:
-        return None
-    return Email((f"{local}@{domain}", f"{local.lower()}@{domain}"))
 
 
 _ascii_parts = st.lists(

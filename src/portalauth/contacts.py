@@ -89,6 +89,12 @@ def normalize_email(value: object) -> Email:
         raise InvalidContact(field="email")
     if any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in text):
         raise InvalidContact(field="email")
+    return _validated_email(text)
+
+
+def _validated_email(text: str) -> Email:
+    """The full check of clean (stripped, NFC, no forbidden characters) text: email-validator's
+    syntax and IDNA rules, then the local-part rules it does not apply."""
     try:
         checked = email_validator.validate_email(
             text,
