@@ -271,6 +271,7 @@ class Challenges:
         check: Callable[[ChallengeRecord], bool] | None = None,
         digits: int | None = None,
         counter: str | Callable[[ChallengeRecord], str] = "",
+        read: ChallengeRecord | None = None,
     ) -> ChallengeRecord:
         """Check ``secret`` against the challenge and (by default) consume it.
 
@@ -279,12 +280,17 @@ class Challenges:
         ``digits`` is the code length (it sets the hard limit, see :func:`hard_limit`) and
         ``counter`` narrows the subject's failure count for ``method`` (see the module notes); a
         callable reads it from the challenge (a share code's id in the challenge's data).
+        ``read`` is the challenge as the caller just read it (by :meth:`latest`), so it is not
+        read again; the attempt and the consume are decided by the store either way.
         Returns the challenge on success. Raises :class:`VerificationFailed` (``reason`` is
         ``"superseded"`` only when a newer challenge replaced this one, else ``"invalid"``) or
         :class:`Throttled` when the subject's failure budget asks it to wait.
         """
         now = self._clock.now()
-        record = self._store.get_challenge(challenge_id) if challenge_id else None
+        if read is not None and read.id == challenge_id:
+            record: ChallengeRecord | None = read
+        else:
+            record = self._store.get_challenge(challenge_id) if challenge_id else None
         if record is None or record.portal != settings.slug or record.purpose != purpose:
             raise VerificationFailed()
         narrow = counter(record) if callable(counter) else counter
@@ -392,22 +398,37 @@ class Challenges:
         *,
         digits: int | None = None,
         lock: bool = True,
-    ) -> None:
-        """Raise :class:`Throttled` if the subject must wait before another attempt.
+    ) -> int:
+        """Raise :class:`Throttled` if the subject must wait before another attempt; else return
+        the count it read (for :meth:`clear_failures` after a success).
 
         ``lock=False`` applies the escalating delays only, never the hard lock: for a count of
         attempts that cannot succeed (see ``staff_pin``), which must not close a path."""
         limit = hard_limit(settings, digits) if lock else None
         key = _failure_key(settings.slug, method, subject, counter)
-        self._check_budget(key, settings, self._clock.now(), limit)
+        return self._check_budget(key, settings, self._clock.now(), limit)
 
     def failures(self, portal: str, method: str, subject: str, counter: str = "") -> int:
         key = _failure_key(portal, method, subject, counter)
         return self._store.get_counter(key, self._clock.now())[0]
 
-    def clear_failures(self, portal: str, method: str, subject: str, counter: str = "") -> None:
-        """Forget a subject's consecutive failures for one method (after a success)."""
+    def clear_failures(
+        self,
+        portal: str,
+        method: str,
+        subject: str,
+        counter: str = "",
+        *,
+        read: int | None = None,
+    ) -> None:
+        """Forget a subject's consecutive failures for one method (after a success).
+
+        ``read`` is the count :meth:`check_failures` returned earlier in the same step: then
+        the count is not read again (a failure counted in between stays counted, as it came
+        after the check this success answers)."""
         key = _failure_key(portal, method, subject, counter)
         # Skip the write in the common case of no failures: one round trip fewer.
-        if self._store.get_counter(key, self._clock.now())[0]:
+        if read is None:
+            read = self._store.get_counter(key, self._clock.now())[0]
+        if read:
             self._store.clear_counter(key)

@@ -300,6 +300,22 @@ def test_consecutive_failures_survive_new_pins_and_escalate_the_delay(
     assert auth.challenges.failures(PORTAL, METHOD, jane.id) == 0
 
 
+def test_a_pin_sign_in_clears_the_pins_typed_while_none_was_outstanding(
+    make_auth: Callable[..., Auth], store_kind: str
+) -> None:  # R12
+    auth = make_auth(store_kind)
+    open_calm(auth, method_settings={METHOD: {"attempts_per_address": "1000/hour"}})
+    jane = add_jane(auth)
+    for i in range(3):  # no PIN outstanding: these count only in the "typed" count
+        with pytest.raises(VerificationFailed):
+            sign_in(auth, JANE, f"{i:06d}")
+    assert auth.challenges.failures(PORTAL, METHOD, jane.id, "typed") == 3
+    pin = auth.pins.issue(jane)
+    assert isinstance(sign_in(auth, JANE, pin.pin), SignedIn)
+    assert auth.challenges.failures(PORTAL, METHOD, jane.id, "typed") == 0
+    assert auth.challenges.failures(PORTAL, METHOD, jane.id) == 0
+
+
 @pytest.mark.parametrize("who", ["known", "unknown"])
 def test_attempts_per_address_are_throttled_in_one_bucket(
     make_auth: Callable[..., Auth], store_kind: str, clock: FrozenClock, who: str

@@ -172,7 +172,7 @@ class PasswordStrategy:
         key = normalize_email(ctx.form["email"]).key
         identity = ctx.directory.find_by_email_key(slug, key)
         subject = identity.id if identity is not None else ctx.challenges.decoy_subject(slug, key)
-        ctx.challenges.check_failures(ctx.portal, NAME, subject)
+        failures = ctx.challenges.check_failures(ctx.portal, NAME, subject)
         usable = (
             identity is not None
             and identity.password_hash is not None
@@ -193,7 +193,7 @@ class PasswordStrategy:
             ctx.emit("password.upgraded", identity_id=identity.id)
             # The sign-in checks that the hash it verified is still the stored one (R57).
             identity = identity.evolve(password_hash=upgraded)
-        ctx.challenges.clear_failures(slug, NAME, identity.id)
+        ctx.challenges.clear_failures(slug, NAME, identity.id, read=failures)
         return Authenticated(identity=identity)
 
     @staticmethod

@@ -108,7 +108,7 @@ class StaffPinStrategy:
         # The subject's newest PIN: a known identity's (if any), never another's. Unknown
         # addresses and identities without a PIN fail the same way, through the same budget.
         challenges = ctx.challenges
-        challenges.check_failures(ctx.portal, NAME, subject, TYPED, lock=False)
+        typed = challenges.check_failures(ctx.portal, NAME, subject, TYPED, lock=False)
         pin = challenges.latest(slug, subject, PURPOSE)
         if pin is None:
             challenges.record_failure(slug, NAME, subject, TYPED)
@@ -121,11 +121,12 @@ class StaffPinStrategy:
                 purpose=PURPOSE,
                 method=NAME,
                 digits=DIGITS,
+                read=pin,
             )
         except VerificationFailed:
             challenges.record_failure(slug, NAME, subject, TYPED)
             raise
-        challenges.clear_failures(slug, NAME, subject, TYPED)
+        challenges.clear_failures(slug, NAME, subject, TYPED, read=typed)
         if identity is None:  # unreachable: decoy subjects never hold a PIN
             raise VerificationFailed()
         return Authenticated(identity=identity)
