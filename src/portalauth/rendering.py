@@ -213,15 +213,19 @@ class Renderer:
                 f"{', '.join(missing)}."
             )
 
+        # One variables mapping for every part, the environment's globals (the shared macros)
+        # merged in once: Jinja would otherwise merge them again for each part, about a third
+        # of what rendering a part costs.
+        shared = {**self._env.globals, **full}
         if channel == "sms":
-            subject = self._render_file(f"{template}.subject.txt", full, optional=True) or ""
-            text = self._render_file(f"{template}.sms.txt", full)
+            subject = self._render_file(f"{template}.subject.txt", shared, optional=True) or ""
+            text = self._render_file(f"{template}.sms.txt", shared)
             rendered = Rendered(subject=subject, text=text, html=None)
         else:
             rendered = Rendered(
-                subject=self._render_file(f"{template}.subject.txt", full),
-                text=self._render_file(f"{template}.txt", full),
-                html=self._render_file(f"{template}.html", full),
+                subject=self._render_file(f"{template}.subject.txt", shared),
+                text=self._render_file(f"{template}.txt", shared),
+                html=self._render_file(f"{template}.html", shared),
             )
         return self._finish(template, channel, rendered, full)
 
@@ -239,7 +243,9 @@ class Renderer:
         )
         return full
 
-    def _render_file(self, name: str, context: Mapping[str, Any], *, optional: bool = False) -> str:
+    def _render_file(self, name: str, variables: dict[str, Any], *, optional: bool = False) -> str:
+        """Render one file with ``variables``, which must already hold the environment's
+        globals."""
         try:
             tmpl = self._env.get_template(name)
         except jinja2.TemplateNotFound:
@@ -247,7 +253,10 @@ class Renderer:
                 return ""
             raise ConfigError(f"The message template file {name!r} is missing.") from None
         try:
-            return tmpl.render(context)
+            # What Template.render does, on a context that takes ``variables`` as they are
+            # (``shared=True``: no copy, no second merge of the globals; rendering never
+            # writes to it).
+            return "".join(tmpl.root_render_func(tmpl.new_context(variables, shared=True)))
         except jinja2.UndefinedError as exc:
             # The message names the missing variable, never a context value; dropping the
             # chained traceback keeps context values out of logs that print frame locals.
