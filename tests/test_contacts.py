@@ -355,6 +355,10 @@ _ascii_parts = st.lists(
             ".",
             "..",
             "1",
+            "Postmaster@",
+            "INFO@",
+            "Abuse@",
+            "www@",
         ]
     ),
     max_size=24,
@@ -381,6 +385,8 @@ def test_common_addresses_take_the_fast_path(text: str) -> None:
     [
         "a@xn--bcher-kva.example",
         "a@ab--c.com",
+        "Postmaster@example.com",
+        "INFO@x.org",
         "a@x.test",
         "a@host.localhost",
         "a@1.2",
@@ -395,6 +401,20 @@ def test_common_addresses_take_the_fast_path(text: str) -> None:
 )
 def test_unusual_addresses_take_the_full_path(text: str) -> None:
     assert contacts._plain_email(text) is None
+
+
+def test_a_role_mailbox_is_stored_as_email_validator_spells_it() -> None:  # R63
+    assert normalize_email("Postmaster@Example.com") == _full_check("Postmaster@Example.com")
+
+
+def test_special_use_domains_added_after_import_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # R62
+    assert normalize_email("a@x.example").address == "a@x.example"
+    names = [*contacts.email_validator.SPECIAL_USE_DOMAIN_NAMES, "example"]
+    monkeypatch.setattr(contacts.email_validator, "SPECIAL_USE_DOMAIN_NAMES", names)
+    with pytest.raises(InvalidContact):
+        normalize_email("a@x.example")
 
 
 # -- e-mail: properties -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ import re
 import unicodedata
 
 import email_validator
+import email_validator.rfc_constants
 import phonenumbers
 
 from .errors import InvalidContact
@@ -124,14 +125,20 @@ def _validated_email(text: str) -> Email:
 # an alphabetic top-level domain. Anything else, including every label with "--" in positions 3-4
 # (Punycode and reserved R-LDH labels) and the special-use domains, takes the full path. Only
 # addresses the full path accepts with the same result can match (tests/test_contacts.py checks
-# that property against email-validator).
+# that property against email-validator); role mailboxes ("Postmaster@"), whose local part
+# email-validator lowercases, take the full path too.
 _ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~"
 _PLAIN_EMAIL = re.compile(
     rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})",
     re.ASCII,
 )
-_SPECIAL_USE = tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+# The role mailboxes email-validator lowercases (2.2 and later; none before).
+_ROLE_MAILBOXES = frozenset(
+    getattr(email_validator.rfc_constants, "CASE_INSENSITIVE_MAILBOX_NAMES", ())
+)
 
 
 def _plain_email(text: str) -> Email | None:
@@ -142,8 +149,13 @@ def _plain_email(text: str) -> Email | None:
     local, domain = found.groups()
     if len(local) > 64 or "=?" in local or len(domain) > 253 or "--" in domain:
         return None
+    if local.lower() in _ROLE_MAILBOXES:
+        return None  # email-validator lowercases these ("Postmaster@" is "postmaster@")
     domain = domain.lower()
-    if any(domain == d or domain.endswith("." + d) for d in _SPECIAL_USE):
+    # Read on every call: an application may extend email-validator's list after import.
+    if any(
+        domain == d or domain.endswith("." + d) for d in email_validator.SPECIAL_USE_DOMAIN_NAMES
+    ):
         return None
     return Email((f"{local}@{domain}", f"{local.lower()}@{domain}"))
 
