@@ -141,8 +141,12 @@ def test_hit_test_and_clear_share_one_counter(throttles: Throttles, limit: str) 
     assert not throttles.test(limit, "a/b", "c")
     throttles.clear(limit, "a/b", "c")
     assert throttles.test(limit, "a/b", "c")
-    throttles.hit(limit)  # no key parts at all
-    assert throttles.test(limit) is (amount > 1)
+    for _ in range(amount):  # no key parts at all: its own bucket, on limits' key too
+        assert throttles.test(limit)
+        throttles.hit(limit)
+    assert not throttles.test(limit)
+    with pytest.raises(Throttled):
+        throttles.hit(limit)
 
 
 def test_cost_counts_several_uses(throttles: Throttles) -> None:

@@ -323,6 +323,13 @@ def test_portal_branding_cannot_be_overridden_by_the_context() -> None:
     assert "Acme Law LLP" in out.subject
 
 
+def test_context_keys_cannot_replace_the_shared_macros() -> None:
+    plain = renderer.render("magic_link", "email", context_for("magic_link"), PORTAL)
+    shadowed = context_for("magic_link", secret="<i>not a macro</i>", button="x")
+    out = renderer.render("magic_link", "email", shadowed, PORTAL)
+    assert out.html == plain.html and out.text == plain.text
+
+
 @pytest.mark.parametrize(
     ("template", "channel", "message"),
     [

@@ -149,8 +149,12 @@ def _make_environment() -> jinja2.Environment:
     # The shared macros are globals rather than a "{% from %}" in each template: an import in a
     # template runs again on every render, about a sixth of an HTML part's cost.
     macros = env.get_template("_macros.html").module
-    env.globals.update(secret=macros.secret, button=macros.button)  # type: ignore[attr-defined]
+    env.globals.update({name: getattr(macros, name) for name in _MACROS})
     return env
+
+
+#: The shared macros of the HTML templates (``_macros.html``), by name.
+_MACROS = ("secret", "button")
 
 
 class Renderer:
@@ -217,6 +221,8 @@ class Renderer:
         # merged in once: Jinja would otherwise merge them again for each part, about a third
         # of what rendering a part costs.
         shared = {**self._env.globals, **full}
+        # The macros win over context keys of the same name, as the "{% from %}" they replace.
+        shared.update({name: self._env.globals[name] for name in _MACROS})
         if channel == "sms":
             subject = self._render_file(f"{template}.subject.txt", shared, optional=True) or ""
             text = self._render_file(f"{template}.sms.txt", shared)

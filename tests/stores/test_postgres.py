@@ -807,3 +807,41 @@ def test_a_batch_holds_one_pooled_connection_for_its_calls(postgres_uri: str) ->
         assert opened.get_counter("c:batch", NOW) == (3, NOW + 60)
     finally:
         opened.close()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs a safe fork()"
+)
+def test_a_child_forked_inside_a_batch_never_uses_the_parents_connection(
+    postgres_server: PostgresServer, postgres_uri: str
+) -> None:
+    name = f"pa_forkbatch_{os.getpid()}"
+    store = SQLStore(_with(postgres_uri, application_name=name, pool_min=1, pool_max=2))
+
+    def sessions() -> int:
+        with postgres_server.admin() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    try:
+        with store.batch():
+            assert store.incr_counter("c:fork", 1, NOW + 60, NOW) == (1, NOW + 60)
+            inherited = sessions()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child reports through its exit status
+                code = 1
+                try:
+                    # Its own pool, so one session more: the parent's pinned one is not used.
+                    counted = store.incr_counter("c:fork", 1, NOW + 60, NOW)
+                    code = 0 if counted == (2, NOW + 60) and sessions() > inherited else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            # The parent's pinned connection is intact and still its own.
+            assert store.incr_counter("c:fork", 1, NOW + 60, NOW) == (3, NOW + 60)
+        assert store.get_counter("c:fork", NOW) == (3, NOW + 60)
+    finally:
+        store.close()

@@ -47,8 +47,9 @@ connection pool of each store (one pool per process):
 - ``pool_min`` (default 1): connections kept open even when idle.
 - ``pool_max`` (default 10, at least ``pool_min``): at most this many connections at once. A
   sign-in step holds one connection from its first store call to its end (see
-  :meth:`SQLStore.batch`), a password check included: give each process at least as many as
-  the threads that serve sign-ins at once.
+  :meth:`SQLStore.batch`), a password check included, and with ``Auth(delivery="inline")``
+  the hand-over of its message to a real sender too: give each process at least as many as
+  the threads that serve sign-ins at once, plus one for the background delivery worker.
 - ``pool_timeout`` (default 5): seconds a call waits for a free connection, or for the server
   to come back, before it fails closed with ``StoreUnavailable``.
 - ``pool_reconnect_timeout`` (default 10): seconds the pool keeps retrying a lost connection in
@@ -952,8 +953,9 @@ class _Slot:
 
 class _Local(threading.local):
     slot: _Slot | None = None
-    #: The pooled connection this thread's :meth:`SQLStore.batch` holds (PostgreSQL).
-    pinned: _Connection | None = None
+    #: The pooled connection this thread's :meth:`SQLStore.batch` holds (PostgreSQL), with the
+    #: fork generation it was borrowed in.
+    pinned: tuple[_Connection, int] | None = None
 
 
 # -- PostgreSQL connection pool -------------------------------------------------------------------
@@ -1155,8 +1157,8 @@ class SQLStore:
             if self._closed:
                 raise StoreUnavailable()
             try:
-                if pinned is not None:
-                    return work(pinned)
+                if pinned is not None and pinned[1] == _fork_generation:
+                    return work(pinned[0])
                 with self._pool.connection() as conn:
                     return work(conn)
             except self._retryable as exc:
@@ -1220,15 +1222,21 @@ class SQLStore:
             raise StoreUnavailable()
         borrowed = self._pool.connection()
         try:
-            local.pinned = borrowed.__enter__()
+            local.pinned = (borrowed.__enter__(), _fork_generation)
         except self._errors as exc:
             raise self._failure(exc) from exc
         try:
             yield
         finally:
+            conn, generation = local.pinned
             local.pinned = None
-            with contextlib.suppress(*self._errors):  # the pool replaces a broken connection
-                borrowed.__exit__(None, None, None)
+            if generation != _fork_generation:
+                # A child forked inside the block: the connection is the parent's. Never use,
+                # return or close it here (see "connections across fork()").
+                _pinned_for_fork.append(conn)
+            else:
+                with contextlib.suppress(*self._errors):  # the pool replaces a broken one
+                    borrowed.__exit__(None, None, None)
 
     def _rollback(self, conn: _Connection) -> None:
         # Fails only when no transaction is left to roll back (the engine already ended it, or
