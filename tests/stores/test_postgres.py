@@ -62,6 +62,11 @@ PURPOSE = "contact_login"
 _CODE = re.compile(r"\b([0-9]{6,10})\b")
 
 
+_needs_fork = pytest.mark.skipif(
+    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs a safe fork()"
+)
+
+
 def _with(uri: str, **params: object) -> str:
     """``uri`` with more query parameters."""
     query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -497,9 +502,7 @@ def test_connections_the_server_ended_are_replaced_before_use(
         store.close()
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs a safe fork()"
-)
+@_needs_fork
 def test_forked_child_opens_its_own_pool(
     postgres_server: PostgresServer, postgres_uri: str
 ) -> None:
@@ -809,21 +812,15 @@ def test_a_batch_holds_one_pooled_connection_for_its_calls(postgres_uri: str) ->
         opened.close()
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs a safe fork()"
-)
+@_needs_fork
 def test_a_child_forked_inside_a_batch_never_uses_the_parents_connection(
     postgres_server: PostgresServer, postgres_uri: str
 ) -> None:
     name = f"pa_forkbatch_{os.getpid()}"
     store = SQLStore(_with(postgres_uri, application_name=name, pool_min=1, pool_max=2))
 
-    def sessions() -> int:
-        with postgres_server.admin() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+    def sessions() -> int:  # the server sessions opened under this test's name
+        return _backends(postgres_server, name)
 
     try:
         with store.batch():
